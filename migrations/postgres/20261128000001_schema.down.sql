@@ -1,0 +1,10 @@
+DROP TABLE IF EXISTS task_throughput;
+DROP TABLE IF EXISTS task_counts;
+DROP TABLE IF EXISTS workers;
+DROP TABLE IF EXISTS task_history;
+DROP TABLE IF EXISTS tasks;
+DROP FUNCTION IF EXISTS taskq_count_updated();
+DROP FUNCTION IF EXISTS taskq_count_deleted();
+DROP FUNCTION IF EXISTS taskq_count_inserted();
+DROP TYPE IF EXISTS task_event;
+DROP TYPE IF EXISTS task_status;

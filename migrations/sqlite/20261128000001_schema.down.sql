@@ -1,0 +1,9 @@
+DROP TRIGGER IF EXISTS tasks_throughput;
+DROP TRIGGER IF EXISTS tasks_count_update;
+DROP TRIGGER IF EXISTS tasks_count_delete;
+DROP TRIGGER IF EXISTS tasks_count_insert;
+DROP TABLE IF EXISTS task_throughput;
+DROP TABLE IF EXISTS task_counts;
+DROP TABLE IF EXISTS workers;
+DROP TABLE IF EXISTS task_history;
+DROP TABLE IF EXISTS tasks;

@@ -1,0 +1,95 @@
+//! The messages actors exchange. Each is small and says who sends it and why.
+//!
+//! Mailboxes are volatile: anything here can vanish with the process. The database is
+//! the truth, and fenced writes plus the Rescuer make a lost message safe.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::store::{AttemptRef, Completion, Failure, Stats, Task, TaskEvent};
+
+/// Dispatcher → Executor: run this claimed attempt. Sent only to an idle executor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TaskMsg {
+    pub task: Task,
+}
+
+/// Executor → Dispatcher: the executor finished its attempt (its outcome is already
+/// on its way to the Completer or the Retry actor) and can take another.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ExecutorIdle {
+    pub index: usize,
+}
+
+/// NOTIFY, the poll tick or an in-process enqueue → Dispatcher: runnable tasks may exist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// Executor → Retry: an attempt failed; `fatal` errors are never retried.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttemptFailed {
+    pub task: Task,
+    pub kind: crate::store::FailureKind,
+    pub error: String,
+    pub fatal: bool,
+}
+
+/// Executor → Completer, Retry → its writer: one outcome to persist in the next batch.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Record<T: 'static>(pub T);
+
+/// Shutdown → Completer / Retry: resolves once everything recorded so far is written
+/// (or given up on after repeated database errors).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Shutdown → Dispatcher: claim nothing more; tasks of a claim still in flight are
+/// released as soon as it returns.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopClaiming;
+
+/// Shutdown → Dispatcher: resolves when no executor is busy and no claim is in flight.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WhenIdle;
+
+/// Shutdown → Dispatcher (after the grace period): stop every running handler and
+/// return the attempts that were running, for release.
+#[derive(Message)]
+#[rtype(result = "Vec<AttemptRef>")]
+pub struct AbortAll;
+
+/// Dispatcher → Executor: stop the running handler, if any; its outcome is discarded.
+#[derive(Message)]
+#[rtype(result = "Option<AttemptRef>")]
+pub struct Abort;
+
+/// Shutdown → any actor: stop now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// What a live-stream client receives from the StatsBroadcaster.
+#[derive(Debug, Clone)]
+pub enum Broadcast {
+    Stats(Arc<Stats>),
+    Task(Arc<TaskEvent>),
+}
+
+/// SSE handler → StatsBroadcaster: add a client; the receiver ends when the client is
+/// dropped (too slow, or shutdown).
+#[derive(Message)]
+#[rtype(result = "tokio::sync::mpsc::Receiver<Broadcast>")]
+pub struct Subscribe;
+
+/// A completed attempt and a failed one are both outcomes the writer batches.
+pub type Ack = Record<Completion>;
+pub type FailureRecord = Record<Failure>;

@@ -1,0 +1,67 @@
+//! Retry: turns a failed attempt into its next state with the backoff policy, and
+//! hands the decision to its own BatchWriter.
+//!
+//! The decision uses the `retry_count` the attempt was claimed with; the write is
+//! fenced on the attempt, so a decision about a stale attempt changes nothing.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::messages::{AttemptFailed, Flush, Record};
+use super::writer::BatchWriter;
+use crate::backoff::RetryPolicy;
+use crate::metrics;
+use crate::store::{AttemptRef, Failure, Store};
+
+pub struct Retry {
+    policy: RetryPolicy,
+    writer: Addr<BatchWriter<Failure>>,
+}
+
+impl Retry {
+    pub fn new(policy: RetryPolicy, store: Arc<dyn Store>, worker_id: Arc<str>) -> Self {
+        Self { policy, writer: BatchWriter::new(store, worker_id).start() }
+    }
+}
+
+impl Actor for Retry {
+    type Context = Context<Self>;
+}
+
+impl Handler<AttemptFailed> for Retry {
+    type Result = ();
+
+    fn handle(&mut self, failed: AttemptFailed, _: &mut Self::Context) {
+        let task = &failed.task;
+        let retry_in = self.policy.decide(task, failed.fatal);
+        if retry_in.is_some() {
+            metrics::retry_scheduled(&task.task_type);
+        }
+        tracing::info!(
+            task_id = %task.id,
+            task_type = %task.task_type,
+            attempt = task.attempt,
+            error = %failed.error,
+            retry_in = ?retry_in,
+            "attempt failed"
+        );
+        self.writer.do_send(Record(Failure {
+            attempt: AttemptRef { task_id: task.id, attempt: task.attempt },
+            kind: failed.kind,
+            error: failed.error,
+            retry_in,
+        }));
+    }
+}
+
+impl Handler<Flush> for Retry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, flush: Flush, _: &mut Self::Context) -> Self::Result {
+        let writer = self.writer.clone();
+        Box::pin(async move {
+            let _ = writer.send(flush).await;
+        })
+    }
+}

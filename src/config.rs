@@ -1,0 +1,422 @@
+//! Configuration in two phases: [`RawSettings`] is what the environment (and an
+//! optional `taskq.toml` below it) says, as strings; [`Config::from_raw`] validates it
+//! once into typed values. A bad value stops the process with a message naming the
+//! variable; business code never parses strings.
+//!
+//! Durations accept a number of seconds (`30`, `0.5`) or a human duration (`500ms`,
+//! `7d`). `DATABASE_URL` wins over the original `DB_*` variables; with neither, taskq
+//! uses the embedded SQLite file `taskq.db`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backoff::RetryPolicy;
+
+/// The default database when nothing is configured: an SQLite file beside the process.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://taskq.db";
+
+/// What one process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The HTTP API and the dashboard.
+    Server,
+    /// Claims and executes tasks (with a small ops listener for probes and metrics).
+    Worker,
+    /// Both, in one process: the zero-setup default.
+    All,
+}
+
+impl Role {
+    pub fn runs_server(self) -> bool {
+        matches!(self, Self::Server | Self::All)
+    }
+
+    pub fn runs_worker(self) -> bool {
+        matches!(self, Self::Worker | Self::All)
+    }
+}
+
+/// Settings as given, before validation. Every field is the lower-cased name of its
+/// environment variable.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSettings {
+    pub role: Option<String>,
+    pub database_url: Option<String>,
+    pub db_host: Option<String>,
+    pub db_port: Option<String>,
+    pub db_username: Option<String>,
+    pub db_password: Option<String>,
+    pub db_database: Option<String>,
+    pub db_ssl_mode: Option<String>,
+    pub db_max_connections: Option<String>,
+    pub server_host: Option<String>,
+    pub server_port: Option<String>,
+    pub worker_concurrency: Option<String>,
+    pub worker_poll_interval: Option<String>,
+    pub worker_timeout: Option<String>,
+    pub worker_id: Option<String>,
+    pub retry_max_backoff: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub retention_succeeded: Option<String>,
+    pub retention_failed: Option<String>,
+    pub stats_interval: Option<String>,
+    pub api_token: Option<String>,
+    pub cors_origins: Option<String>,
+    pub log_format: Option<String>,
+    pub demo_time_scale: Option<String>,
+}
+
+impl RawSettings {
+    /// Reads `taskq.toml` (if present) and then the environment, which wins.
+    pub fn load() -> Result<Self, ConfigError> {
+        config::Config::builder()
+            .add_source(config::File::with_name("taskq").required(false))
+            .add_source(config::Environment::default())
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError(format!("could not read the configuration: {e}")))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// How a process logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub role: Role,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub server_host: IpAddr,
+    pub server_port: u16,
+    pub worker: WorkerConfig,
+    pub stats_interval: Duration,
+    /// Bearer tokens accepted on `/api/*`; empty means no authentication.
+    pub api_tokens: Vec<String>,
+    /// Origins allowed by CORS; empty means no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// `None` picks by whether stderr is a terminal.
+    pub log_format: Option<LogFormat>,
+    pub demo_time_scale: f64,
+}
+
+/// What a worker process needs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub worker_id: String,
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+    /// `timeout_seconds` of tasks that do not set one (`WORKER_TIMEOUT`).
+    pub default_timeout: Duration,
+    /// Added to a task's timeout to make its lease, so a lease only runs out when the
+    /// worker itself is gone (the executor enforces the timeout well before).
+    pub lease_grace: Duration,
+    pub retry: RetryPolicy,
+    pub shutdown_grace: Duration,
+    pub retention_succeeded: Duration,
+    pub retention_failed: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: default_worker_id(),
+            concurrency: 5,
+            poll_interval: Duration::from_secs(1),
+            default_timeout: Duration::from_secs(30),
+            lease_grace: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            shutdown_grace: Duration::from_secs(25),
+            retention_succeeded: Duration::from_secs(7 * 86_400),
+            retention_failed: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// `hostname-pid`: unique per process on a machine, readable in the dashboard.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+impl Config {
+    /// Loads and validates the configuration of this process.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_raw(RawSettings::load()?)
+    }
+
+    pub fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+        let defaults = WorkerConfig::default();
+        let database_url = database_url(&raw)?;
+        let worker = WorkerConfig {
+            worker_id: match raw.worker_id {
+                Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
+                _ => defaults.worker_id,
+            },
+            concurrency: number("WORKER_CONCURRENCY", raw.worker_concurrency, 5, 1..=1000)?,
+            poll_interval: duration(
+                "WORKER_POLL_INTERVAL",
+                raw.worker_poll_interval,
+                defaults.poll_interval,
+            )?,
+            default_timeout: duration("WORKER_TIMEOUT", raw.worker_timeout, defaults.default_timeout)?,
+            lease_grace: defaults.lease_grace,
+            retry: RetryPolicy {
+                max_backoff: duration(
+                    "RETRY_MAX_BACKOFF",
+                    raw.retry_max_backoff,
+                    defaults.retry.max_backoff,
+                )?,
+            },
+            shutdown_grace: duration("SHUTDOWN_GRACE", raw.shutdown_grace, defaults.shutdown_grace)?,
+            retention_succeeded: duration(
+                "RETENTION_SUCCEEDED",
+                raw.retention_succeeded,
+                defaults.retention_succeeded,
+            )?,
+            retention_failed: duration("RETENTION_FAILED", raw.retention_failed, defaults.retention_failed)?,
+        };
+        if worker.poll_interval < Duration::from_millis(10) {
+            return Err(ConfigError("WORKER_POLL_INTERVAL must be at least 10ms".into()));
+        }
+        if !(1..=86_400).contains(&worker.default_timeout.as_secs()) {
+            return Err(ConfigError("WORKER_TIMEOUT must be from 1s to 1 day".into()));
+        }
+        if worker.retry.max_backoff < crate::backoff::MIN_DELAY {
+            return Err(ConfigError("RETRY_MAX_BACKOFF must be at least 1s".into()));
+        }
+
+        let role = match raw.role.as_deref().map(str::trim).map(str::to_lowercase).as_deref() {
+            None | Some("") | Some("all") => Role::All,
+            Some("server") => Role::Server,
+            Some("worker") => Role::Worker,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "ROLE: invalid value {other:?}: expected server, worker or all"
+                )));
+            }
+        };
+        let log_format = match raw.log_format.as_deref().map(str::to_lowercase).as_deref() {
+            None | Some("") => None,
+            Some("json") => Some(LogFormat::Json),
+            Some("pretty") | Some("text") => Some(LogFormat::Pretty),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "LOG_FORMAT: invalid value {other:?}: expected json or pretty"
+                )));
+            }
+        };
+        let server_host = match raw.server_host.as_deref().map(str::trim) {
+            None | Some("") => IpAddr::from([127, 0, 0, 1]),
+            Some(host) => host.parse().map_err(|_| {
+                ConfigError(format!(
+                    "SERVER_HOST: invalid value {host:?}: expected an IP address such as 0.0.0.0"
+                ))
+            })?,
+        };
+        let demo_time_scale = match raw.demo_time_scale {
+            None => 1.0,
+            Some(text) => {
+                text.trim().parse::<f64>().ok().filter(|s| (0.0..=100.0).contains(s)).ok_or_else(|| {
+                    ConfigError(format!(
+                        "DEMO_TIME_SCALE: invalid value {text:?}: expected a number from 0 to 100"
+                    ))
+                })?
+            }
+        };
+
+        Ok(Self {
+            role,
+            database_url,
+            db_max_connections: number("DB_MAX_CONNECTIONS", raw.db_max_connections, 10, 1..=1000)?,
+            server_host,
+            server_port: number("SERVER_PORT", raw.server_port, 8080, 0..=65535)?,
+            worker,
+            stats_interval: duration("STATS_INTERVAL", raw.stats_interval, Duration::from_secs(1))?
+                .max(Duration::from_millis(100)),
+            api_tokens: list(raw.api_token.as_deref()),
+            cors_origins: list(raw.cors_origins.as_deref()),
+            log_format,
+            demo_time_scale,
+        })
+    }
+}
+
+/// `DATABASE_URL`, else one built from the original `DB_*` variables, else SQLite.
+fn database_url(raw: &RawSettings) -> Result<String, ConfigError> {
+    if let Some(url) = raw.database_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        return Ok(url.to_owned());
+    }
+    let Some(host) = raw.db_host.as_deref().filter(|h| !h.is_empty()) else {
+        return Ok(DEFAULT_DATABASE_URL.to_owned());
+    };
+    let port: u16 = number("DB_PORT", raw.db_port.clone(), 5432, 1..=65535)?;
+    let user = raw.db_username.as_deref().unwrap_or("admin");
+    let password = raw.db_password.as_deref().unwrap_or("admin");
+    let database = raw.db_database.as_deref().unwrap_or("tasks");
+    let ssl_mode = raw.db_ssl_mode.as_deref().unwrap_or("prefer");
+    if !matches!(ssl_mode, "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full") {
+        return Err(ConfigError(format!(
+            "DB_SSL_MODE: invalid value {ssl_mode:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
+        )));
+    }
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    Ok(format!(
+        "postgres://{}:{}@{host}:{port}/{}?sslmode={ssl_mode}",
+        encode(user),
+        encode(password),
+        encode(database)
+    ))
+}
+
+fn number<T>(
+    name: &str,
+    value: Option<String>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(text) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(default);
+    };
+    text.trim().parse::<T>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+        ConfigError(format!(
+            "{name}: invalid value {text:?}: expected a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ))
+    })
+}
+
+fn duration(name: &str, value: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    let Some(text) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(default);
+    };
+    let text = text.trim();
+    let parsed = match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Some(Duration::from_secs_f64(seconds)),
+        Ok(_) => None,
+        Err(_) => humantime::parse_duration(text).ok(),
+    };
+    parsed.ok_or_else(|| {
+        ConfigError(format!(
+            "{name}: invalid value {text:?}: expected seconds (e.g. 30) or a duration (e.g. 500ms, 5m, 7d)"
+        ))
+    })
+}
+
+fn list(value: Option<&str>) -> Vec<String> {
+    value.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_nothing_configured() {
+        let config = Config::from_raw(RawSettings::default()).unwrap();
+        assert_eq!(config.role, Role::All);
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.server_port, 8080);
+        assert_eq!(config.worker.concurrency, 5);
+        assert_eq!(config.worker.poll_interval, Duration::from_secs(1));
+        assert_eq!(config.worker.default_timeout, Duration::from_secs(30));
+        assert_eq!(config.worker.shutdown_grace, Duration::from_secs(25));
+        assert!(config.api_tokens.is_empty());
+    }
+
+    #[test]
+    fn database_url_wins_over_the_original_variables() {
+        let raw = RawSettings {
+            database_url: Some("postgres://a@b/c".into()),
+            db_host: Some("elsewhere".into()),
+            ..Default::default()
+        };
+        assert_eq!(Config::from_raw(raw).unwrap().database_url, "postgres://a@b/c");
+    }
+
+    #[test]
+    fn original_variables_build_a_postgres_url() {
+        let raw = RawSettings {
+            db_host: Some("db".into()),
+            db_port: Some("5433".into()),
+            db_username: Some("user".into()),
+            db_password: Some("p@ss word".into()),
+            db_database: Some("tasks".into()),
+            db_ssl_mode: Some("disable".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::from_raw(raw).unwrap().database_url,
+            "postgres://user:p%40ss%20word@db:5433/tasks?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            (
+                RawSettings { worker_concurrency: Some("zero".into()), ..Default::default() },
+                "WORKER_CONCURRENCY",
+            ),
+            (
+                RawSettings { worker_concurrency: Some("0".into()), ..Default::default() },
+                "WORKER_CONCURRENCY",
+            ),
+            (RawSettings { role: Some("boss".into()), ..Default::default() }, "ROLE"),
+            (
+                RawSettings { worker_poll_interval: Some("soon".into()), ..Default::default() },
+                "WORKER_POLL_INTERVAL",
+            ),
+            (RawSettings { server_port: Some("70000".into()), ..Default::default() }, "SERVER_PORT"),
+            (RawSettings { server_host: Some("example.com".into()), ..Default::default() }, "SERVER_HOST"),
+        ];
+        for (raw, name) in cases {
+            let error = Config::from_raw(raw).unwrap_err().to_string();
+            assert!(error.contains(name), "{error} does not name {name}");
+        }
+    }
+
+    #[test]
+    fn durations_take_seconds_or_human_units_and_tokens_a_list() {
+        let raw = RawSettings {
+            worker_poll_interval: Some("250ms".into()),
+            retention_succeeded: Some("2d".into()),
+            shutdown_grace: Some("1.5".into()),
+            api_token: Some("new, old ,".into()),
+            ..Default::default()
+        };
+        let config = Config::from_raw(raw).unwrap();
+        assert_eq!(config.worker.poll_interval, Duration::from_millis(250));
+        assert_eq!(config.worker.retention_succeeded, Duration::from_secs(2 * 86_400));
+        assert_eq!(config.worker.shutdown_grace, Duration::from_millis(1500));
+        assert_eq!(config.api_tokens, ["new", "old"]);
+    }
+}

@@ -1,0 +1,160 @@
+//! Task handlers: the code that does a task's work, and the registry that finds it by
+//! the task's `type`.
+//!
+//! A handler never touches the queue: it gets a [`TaskContext`], does its work, and
+//! returns a [`HandlerResult`]. The executor turns that into the task's next state:
+//! `Ok` acknowledges (with an optional JSON result), [`HandlerError::Retryable`] spends
+//! a retry, [`HandlerError::Fatal`] fails the task without retrying. A panic is a
+//! retryable failure; a handler that overruns `timeout_seconds` is stopped and retried.
+//!
+//! Handlers run on a runtime of their own, apart from the actors, so a handler that
+//! blocks its thread delays other handlers at worst, never the claim loop or timeouts.
+//!
+//! ```no_run
+//! use taskq::handlers::{Handler, HandlerError, HandlerResult, Registry, TaskContext};
+//!
+//! struct Resize;
+//!
+//! #[async_trait::async_trait]
+//! impl Handler for Resize {
+//!     fn validate(&self, payload: &serde_json::Value) -> Result<(), String> {
+//!         payload.get("image").and_then(|v| v.as_str()).map(|_| ()).ok_or("image is required".into())
+//!     }
+//!
+//!     async fn run(&self, task: TaskContext) -> HandlerResult {
+//!         let image = task.payload["image"].as_str().unwrap_or_default();
+//!         if image.is_empty() {
+//!             return Err(HandlerError::Fatal("empty image name".into()));
+//!         }
+//!         Ok(Some(serde_json::json!({ "resized": image })))
+//!     }
+//! }
+//!
+//! let mut registry = Registry::with_builtins(1.0);
+//! registry.register("resize", Resize);
+//! ```
+
+mod builtin;
+mod demo;
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// What a handler is told about the attempt it runs.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub id: Uuid,
+    pub name: String,
+    pub task_type: String,
+    pub payload: Value,
+    /// 1 for the first run; counts every claim, including rescued attempts.
+    pub attempt: i32,
+    /// Retries spent so far.
+    pub retry_count: i32,
+    pub worker_id: Arc<str>,
+}
+
+/// A failed attempt, with the handler's intent for what happens next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth trying again later (a timeout, a 5xx, a lost connection).
+    #[error("{0}")]
+    Retryable(String),
+    /// Trying again cannot help (bad input, a 4xx): the task fails now.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+pub type HandlerResult = Result<Option<Value>, HandlerError>;
+
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Checks a payload when the task is enqueued, so bad tasks are refused with 400
+    /// instead of failing later. The message is shown to the client as it is.
+    fn validate(&self, _payload: &Value) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn run(&self, task: TaskContext) -> HandlerResult;
+}
+
+/// Handlers by task type. Look-ups are case-insensitive, as in TaskQueue-Go; the
+/// canonical (lower-case) name is what the store records.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: BTreeMap<String, Arc<dyn Handler>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The built-in types: `noop`, `sleep`, `fail`, `webhook`, and the original demo
+    /// handlers `send_email` and `run_query`, whose durations are multiplied by
+    /// `demo_time_scale` (`DEMO_TIME_SCALE`).
+    pub fn with_builtins(demo_time_scale: f64) -> Self {
+        let mut registry = Self::new();
+        registry.register("noop", builtin::Noop);
+        registry.register("sleep", builtin::Sleep);
+        registry.register("fail", builtin::Fail);
+        registry.register("webhook", webhook::Webhook::new());
+        registry.register("send_email", demo::SendEmail { time_scale: demo_time_scale });
+        registry.register("run_query", demo::RunQuery { time_scale: demo_time_scale });
+        registry
+    }
+
+    /// Adds or replaces the handler of `task_type`.
+    pub fn register(&mut self, task_type: &str, handler: impl Handler) -> &mut Self {
+        self.handlers.insert(task_type.to_lowercase(), Arc::new(handler));
+        self
+    }
+
+    /// The handler and canonical name of a type, whatever its case.
+    pub fn get(&self, task_type: &str) -> Option<(&str, &Arc<dyn Handler>)> {
+        self.handlers.get_key_value(&task_type.to_lowercase()).map(|(name, handler)| (name.as_str(), handler))
+    }
+
+    /// The registered types, sorted.
+    pub fn types(&self) -> Vec<&str> {
+        self.handlers.keys().map(String::as_str).collect()
+    }
+}
+
+/// Reads an optional field of a payload object with a type check, for `validate`.
+fn field<'a>(payload: &'a Value, name: &str) -> Option<&'a Value> {
+    payload.get(name).filter(|v| !v.is_null())
+}
+
+/// Checks that a payload field is a non-empty string.
+fn required_string(payload: &Value, name: &str) -> Result<(), String> {
+    match field(payload, name) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(()),
+        Some(_) => Err(format!("payload.{name} must be a non-empty string")),
+        None => Err(format!("payload.{name} is required")),
+    }
+}
+
+/// Sleeps for `seconds × scale`, for the demo handlers.
+async fn scaled_sleep(seconds: f64, scale: f64) {
+    tokio::time::sleep(std::time::Duration::from_secs_f64((seconds * scale).max(0.0))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_ignore_case_and_return_the_canonical_name() {
+        let registry = Registry::with_builtins(1.0);
+        assert_eq!(registry.get("NoOp").map(|(name, _)| name), Some("noop"));
+        assert_eq!(registry.get("SEND_EMAIL").map(|(name, _)| name), Some("send_email"));
+        assert!(registry.get("nope").is_none());
+        assert_eq!(registry.types(), ["fail", "noop", "run_query", "send_email", "sleep", "webhook"]);
+    }
+}

@@ -1,0 +1,168 @@
+//! Request bodies of the task API and their validation into store inputs.
+//!
+//! Unknown fields are rejected (a typo like `max_retry` would otherwise be silently
+//! ignored), numbers are range-checked with messages naming the field, and strings
+//! and payloads may not contain NUL characters (PostgreSQL cannot store them).
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::handlers::Registry;
+use crate::store::NewTask;
+
+/// The largest payload, serialised: 1 MiB.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// The most tasks in one batch request.
+pub const MAX_BATCH: usize = 1000;
+
+/// `POST /api/tasks`. Field names are TaskQueue-Go's, plus the scheduling and
+/// idempotency fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub task_type: Option<String>,
+    #[serde(default)]
+    pub payload: Option<Value>,
+    pub priority: Option<i64>,
+    pub max_retries: Option<i64>,
+    pub timeout_seconds: Option<i64>,
+    pub backoff_seconds: Option<i64>,
+    pub run_at: Option<DateTime<Utc>>,
+    pub delay_seconds: Option<f64>,
+    pub idempotency_key: Option<String>,
+}
+
+/// `POST /api/tasks/batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBatch {
+    pub tasks: Vec<CreateTask>,
+}
+
+/// The documented ranges.
+pub const PRIORITY: (i64, i64) = (-1000, 1000);
+pub const MAX_RETRIES: (i64, i64) = (0, 100);
+pub const TIMEOUT_SECONDS: (i64, i64) = (1, 86_400);
+pub const BACKOFF_SECONDS: (i64, i64) = (0, 86_400);
+/// Scheduling at most a year ahead.
+pub const DELAY_SECONDS: (f64, f64) = (0.0, 31_536_000.0);
+
+fn in_range(field: &str, value: Option<i64>, (low, high): (i64, i64), default: i64) -> Result<i32, ApiError> {
+    let value = value.unwrap_or(default);
+    if (low..=high).contains(&value) {
+        Ok(value as i32)
+    } else {
+        Err(ApiError::BadRequest(format!("{field} must be from {low} to {high}, got {value}")))
+    }
+}
+
+fn text(field: &str, value: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
+    match value {
+        None if required => Err(ApiError::BadRequest(format!("{field} is required"))),
+        None => Ok(None),
+        Some(value) => {
+            if value.trim().is_empty() {
+                return Err(ApiError::BadRequest(format!("{field} must not be empty")));
+            }
+            if value.chars().count() > 255 {
+                return Err(ApiError::BadRequest(format!("{field} must be at most 255 characters")));
+            }
+            if value.contains('\0') {
+                return Err(ApiError::BadRequest(format!("{field} must not contain NUL characters")));
+            }
+            Ok(Some(value))
+        }
+    }
+}
+
+/// Whether any string or key anywhere in the value holds a NUL character.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+impl CreateTask {
+    /// Validates the request against the ranges and the registered handlers. `field`
+    /// prefixes messages (`tasks[3].` in a batch).
+    pub fn validate(
+        self,
+        registry: &Registry,
+        default_timeout: i64,
+        field: &str,
+    ) -> Result<NewTask, ApiError> {
+        let name = text(&format!("{field}name"), self.name, true)?.unwrap_or_default();
+        let requested_type = text(&format!("{field}type"), self.task_type, true)?.unwrap_or_default();
+        let Some((task_type, handler)) = registry.get(&requested_type) else {
+            return Err(ApiError::BadRequestWith {
+                message: format!("{field}type {requested_type:?} is not a registered task type"),
+                extra: json!({ "known_types": registry.types() }),
+            });
+        };
+        let payload = match self.payload {
+            None | Some(Value::Null) => json!({}),
+            Some(payload @ Value::Object(_)) => payload,
+            Some(_) => return Err(ApiError::BadRequest(format!("{field}payload must be a JSON object"))),
+        };
+        if has_nul(&payload) {
+            return Err(ApiError::BadRequest(format!("{field}payload must not contain NUL characters")));
+        }
+        let size = payload.to_string().len();
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{field}payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}"
+            )));
+        }
+        handler.validate(&payload).map_err(|message| ApiError::BadRequest(format!("{field}{message}")))?;
+
+        let run_at = match (self.run_at, self.delay_seconds) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{field}run_at and delay_seconds cannot both be set"
+                )));
+            }
+            (Some(at), None) => Some(at),
+            (None, Some(delay)) if (DELAY_SECONDS.0..=DELAY_SECONDS.1).contains(&delay) => {
+                Some(Utc::now() + chrono::Duration::milliseconds((delay * 1000.0) as i64))
+            }
+            (None, Some(delay)) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{field}delay_seconds must be from {} to {}, got {delay}",
+                    DELAY_SECONDS.0, DELAY_SECONDS.1
+                )));
+            }
+            (None, None) => None,
+        };
+
+        Ok(NewTask {
+            id: Uuid::now_v7(),
+            name,
+            task_type: task_type.to_owned(),
+            payload,
+            priority: in_range(&format!("{field}priority"), self.priority, PRIORITY, 0)?,
+            max_retries: in_range(&format!("{field}max_retries"), self.max_retries, MAX_RETRIES, 3)?,
+            backoff_seconds: in_range(
+                &format!("{field}backoff_seconds"),
+                self.backoff_seconds,
+                BACKOFF_SECONDS,
+                1,
+            )?,
+            timeout_seconds: in_range(
+                &format!("{field}timeout_seconds"),
+                self.timeout_seconds,
+                TIMEOUT_SECONDS,
+                default_timeout,
+            )?,
+            run_at,
+            idempotency_key: text(&format!("{field}idempotency_key"), self.idempotency_key, false)?,
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! Prometheus metrics: one recorder per process, rendered by `GET /metrics`.
+//!
+//! The rest of taskq calls the small functions here rather than naming metrics
+//! itself, so every metric's name, labels and meaning are listed in one place.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets of the execution-time histogram, in seconds: from a no-op to a long job.
+const DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+/// Buckets of the HTTP request-time histogram, in seconds.
+const HTTP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full("taskq_task_duration_seconds".into()), DURATION_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("taskq_http_request_duration_seconds".into()),
+                    HTTP_BUCKETS,
+                )
+            })
+            .expect("bucket lists are static and non-empty")
+            .install_recorder()
+            .expect("no other metrics recorder is installed in this process")
+    })
+}
+
+/// `taskq_tasks_created_total{type}`: tasks accepted by the API.
+pub fn task_created(task_type: &str) {
+    counter!("taskq_tasks_created_total", "type" => task_type.to_owned()).increment(1);
+}
+
+/// `taskq_task_attempts_total{type, outcome}`: finished attempts by outcome
+/// (`succeeded`, `failed`, `fatal`, `timed_out`).
+pub fn attempt_finished(task_type: &str, outcome: &'static str) {
+    counter!("taskq_task_attempts_total", "type" => task_type.to_owned(), "outcome" => outcome).increment(1);
+}
+
+/// `taskq_task_duration_seconds{type}`: how long handlers ran.
+pub fn attempt_duration(task_type: &str, elapsed: Duration) {
+    histogram!("taskq_task_duration_seconds", "type" => task_type.to_owned()).record(elapsed.as_secs_f64());
+}
+
+/// `taskq_task_retries_total{type}`: retries scheduled.
+pub fn retry_scheduled(task_type: &str) {
+    counter!("taskq_task_retries_total", "type" => task_type.to_owned()).increment(1);
+}
+
+/// `taskq_tasks_claimed_total`: tasks claimed by this process.
+pub fn claimed(tasks: usize) {
+    counter!("taskq_tasks_claimed_total").increment(tasks as u64);
+}
+
+/// `taskq_tasks_rescued_total`: attempts recovered from workers that were gone.
+pub fn rescued(tasks: usize) {
+    counter!("taskq_tasks_rescued_total").increment(tasks as u64);
+}
+
+/// `taskq_executors_busy{worker_id}`, `taskq_executors{worker_id}` and
+/// `taskq_executor_utilization{worker_id}` (busy / total).
+pub fn executors_busy(worker_id: &str, busy: usize, total: usize) {
+    gauge!("taskq_executors_busy", "worker_id" => worker_id.to_owned()).set(busy as f64);
+    gauge!("taskq_executors", "worker_id" => worker_id.to_owned()).set(total as f64);
+    let utilization = if total == 0 { 0.0 } else { busy as f64 / total as f64 };
+    gauge!("taskq_executor_utilization", "worker_id" => worker_id.to_owned()).set(utilization);
+}
+
+/// `taskq_stats_queries_total`: statistics snapshots computed (by the broadcaster and
+/// `/api/stats`): the cost of dashboards on the database.
+pub fn stats_query() {
+    counter!("taskq_stats_queries_total").increment(1);
+}
+
+/// `taskq_stream_clients`: live-stream clients connected to this process.
+pub fn stream_clients(clients: usize) {
+    gauge!("taskq_stream_clients").set(clients as f64);
+}
+
+/// `taskq_queue_depth{status}`, `taskq_oldest_runnable_task_age_seconds`: the queue's
+/// shape, refreshed at each scrape.
+pub fn queue_shape(stats: &crate::store::Stats) {
+    for (status, count) in [
+        ("queued", stats.queued_tasks),
+        ("running", stats.running_tasks),
+        ("scheduled", stats.scheduled_tasks),
+        ("succeeded", stats.succeeded_tasks),
+        ("failed", stats.failed_tasks),
+        ("cancelled", stats.cancelled_tasks),
+    ] {
+        gauge!("taskq_queue_depth", "status" => status).set(count as f64);
+    }
+    gauge!("taskq_oldest_runnable_task_age_seconds").set(stats.oldest_runnable_age_seconds.unwrap_or(0.0));
+    gauge!("taskq_live_workers").set(stats.live_workers as f64);
+}
+
+/// `taskq_http_requests_total{method, route, status}` and
+/// `taskq_http_request_duration_seconds{method, route}`.
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    counter!(
+        "taskq_http_requests_total",
+        "method" => method.to_owned(),
+        "route" => route.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    histogram!("taskq_http_request_duration_seconds", "method" => method.to_owned(), "route" => route.to_owned())
+        .record(elapsed.as_secs_f64());
+}

@@ -1,0 +1,262 @@
+//! The store: the only way any part of taskq reads or changes the queue.
+//!
+//! PostgreSQL is the production store (many nodes, `FOR UPDATE SKIP LOCKED`,
+//! LISTEN/NOTIFY); SQLite is the embedded one (one node, WAL, `BEGIN IMMEDIATE`). Both
+//! implement [`Store`] and pass the same test suite. The store knows neither HTTP nor
+//! actors.
+//!
+//! Every operation that changes a task writes its history event in the same
+//! transaction, and every outcome write is fenced by the attempt it belongs to: a
+//! write whose fence no longer holds changes nothing and is reported as not applied.
+//!
+//! Layout:
+//! - `model`: the task, its history, and the inputs/outputs of operations;
+//! - `postgres`, `sqlite`: one module per backend holding every query for it;
+//! - [`stats`]: assembles the statistics snapshot from the backend's counters.
+
+mod model;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use uuid::Uuid;
+
+pub use model::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// How long a worker may go without a heartbeat before its running tasks are
+/// rescued, without waiting for their leases. Three missed heartbeats.
+pub const WORKER_STALE_AFTER: Duration = Duration::from_secs(15);
+
+/// How many minutes of per-minute throughput the stats snapshot carries.
+pub const THROUGHPUT_WINDOW_MINUTES: u32 = 15;
+
+/// The NOTIFY channel that wakes Dispatchers when runnable tasks arrive.
+pub const WAKEUP_CHANNEL: &str = "taskq_wakeup";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached now (connection refused or lost, pool
+    /// exhausted). Callers retry with backoff; the API answers 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other database error: a bug or a violated constraint.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: expected postgres://, postgresql:// or sqlite://")]
+    UnsupportedUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|code| {
+                    // PostgreSQL: admin shutdown, crash shutdown, cannot connect now,
+                    // connection failures; SQLite: busy / locked after the timeout.
+                    code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6"
+                }) =>
+            {
+                Self::Unavailable(error)
+            }
+            _ => Self::Database(error),
+        }
+    }
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Decides whether a rescued attempt is retried, and after how long (see
+/// [`RetryPolicy::decide`](crate::backoff::RetryPolicy::decide)).
+pub type RetryDecision = dyn for<'t> Fn(&'t Task) -> Option<Duration> + Send + Sync;
+
+/// Wake-up hints for Dispatchers: an item means "runnable tasks may have arrived".
+/// Correctness never depends on them (the poll is the fallback).
+pub type Wakeups = BoxStream<'static, Result<()>>;
+
+/// Everything taskq does with its database. Methods taking slices are batched: one
+/// statement (PostgreSQL) or one transaction (SQLite) per call.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// Reverts the most recent migration.
+    async fn migrate_down(&self) -> Result<()>;
+    /// One round trip, for health checks.
+    async fn ping(&self) -> Result<()>;
+    /// Closes the pool; in-flight queries finish first.
+    async fn close(&self);
+
+    /// Inserts tasks in one transaction with their `task_queued` events and wakes
+    /// workers after commit. A task whose idempotency key exists already is not
+    /// inserted: the existing task is returned with `inserted: false`.
+    async fn create_tasks(&self, tasks: &[NewTask]) -> Result<Vec<Created>>;
+    async fn get_task(&self, id: Uuid) -> Result<Option<Task>>;
+    /// The task's events, oldest first; empty when the task does not exist.
+    async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>>;
+    async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>>;
+
+    /// Claims at most `limit` runnable tasks in claim order (`priority DESC, run_at,
+    /// id`) for `worker_id`, with a lease of `timeout_seconds + lease_grace`.
+    async fn claim(&self, worker_id: &str, limit: u32, lease_grace: Duration) -> Result<Vec<Task>>;
+    /// Marks attempts succeeded; returns the ids whose fence held.
+    async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>>;
+    /// Records failed attempts and the retry decision; returns the ids whose fence held.
+    async fn fail(&self, worker_id: &str, failures: &[Failure]) -> Result<Vec<Uuid>>;
+    /// Puts running attempts back to `queued` without spending a retry (shutdown).
+    async fn release(&self, worker_id: &str, attempts: &[AttemptRef]) -> Result<Vec<Uuid>>;
+    /// Fails attempts whose lease ran out or whose worker stopped heartbeating, at most
+    /// `limit`, deciding each retry with `decide`. Safe with several rescuers running.
+    async fn rescue(&self, limit: u32, decide: &RetryDecision) -> Result<Vec<Uuid>>;
+
+    /// `queued` → `cancelled`.
+    async fn cancel(&self, id: Uuid) -> Result<Transition>;
+    /// `failed` or `cancelled` → `queued`, with its retries restored.
+    async fn retry(&self, id: Uuid) -> Result<Transition>;
+
+    /// Totals per status from the counter tables.
+    async fn status_counts(&self) -> Result<Vec<(TaskStatus, StatusCount)>>;
+    /// Queued tasks not yet runnable, and the age in seconds of the oldest runnable one.
+    async fn queue_shape(&self) -> Result<(i64, Option<f64>)>;
+    async fn throughput(&self, minutes: u32) -> Result<Vec<MinuteThroughput>>;
+    async fn live_workers(&self) -> Result<Vec<WorkerInfo>>;
+    /// Folds counter deltas and drops throughput older than an hour.
+    async fn compact_counters(&self) -> Result<()>;
+
+    /// Records a worker's heartbeat.
+    async fn heartbeat(&self, worker: &WorkerInfo) -> Result<()>;
+    async fn deregister(&self, worker_id: &str) -> Result<()>;
+    /// Deletes up to `batch` terminal tasks (with their history) older than the
+    /// retention, if no other process is pruning now. Returns how many went.
+    async fn prune(&self, succeeded: Duration, failed: Duration, batch: u32) -> Result<u64>;
+
+    /// History events with an id above `after`, oldest first, for the live stream.
+    async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<TaskEvent>>;
+    async fn last_event_id(&self) -> Result<i64>;
+    /// A stream of wake-up hints.
+    async fn wakeups(&self) -> Result<Wakeups>;
+}
+
+/// Options for opening a store.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a query waits for a free connection before the store reports the
+    /// database unavailable (so the API answers 503 instead of hanging).
+    pub acquire_timeout: Duration,
+}
+
+impl ConnectOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Opens the store the URL's scheme names. Connecting is lazy for PostgreSQL, so a
+/// process starts (and answers `/livez`) while the database is still down.
+pub async fn connect(options: &ConnectOptions) -> Result<Arc<dyn Store>> {
+    let url = options.url.as_str();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(options)?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(options).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+/// The statistics snapshot: counters, queue shape, throughput and live workers.
+pub async fn stats(store: &dyn Store) -> Result<Stats> {
+    let counts = store.status_counts().await?;
+    let (scheduled_tasks, oldest_runnable_age_seconds) = store.queue_shape().await?;
+    let per_minute = store.throughput(THROUGHPUT_WINDOW_MINUTES).await?;
+    let workers = store.live_workers().await?;
+
+    let of =
+        |status: TaskStatus| counts.iter().find(|(s, _)| *s == status).map(|(_, c)| *c).unwrap_or_default();
+    let total: StatusCount = counts.iter().fold(StatusCount::default(), |sum, (_, c)| StatusCount {
+        tasks: sum.tasks + c.tasks,
+        retry_sum: sum.retry_sum + c.retry_sum,
+        with_retries: sum.with_retries + c.with_retries,
+    });
+    Ok(Stats {
+        total_tasks: total.tasks,
+        queued_tasks: of(TaskStatus::Queued).tasks,
+        running_tasks: of(TaskStatus::Running).tasks,
+        succeeded_tasks: of(TaskStatus::Succeeded).tasks,
+        failed_tasks: of(TaskStatus::Failed).tasks,
+        cancelled_tasks: of(TaskStatus::Cancelled).tasks,
+        avg_retry_count: if total.tasks > 0 { total.retry_sum as f64 / total.tasks as f64 } else { 0.0 },
+        tasks_with_retries: total.with_retries,
+        scheduled_tasks,
+        oldest_runnable_age_seconds,
+        throughput: Throughput { window_minutes: THROUGHPUT_WINDOW_MINUTES, per_minute },
+        live_workers: workers.len() as i64,
+        workers,
+        generated_at: chrono::Utc::now(),
+    })
+}
+
+/// Pairs each requested task with the stored one: inserted now, or the earlier task
+/// that holds its idempotency key.
+fn match_created(requested: &[NewTask], inserted: Vec<Task>, existing: Vec<Task>) -> Vec<Created> {
+    requested
+        .iter()
+        .filter_map(|request| {
+            if let Some(task) = inserted.iter().find(|t| t.id == request.id) {
+                return Some(Created { task: task.clone(), inserted: true });
+            }
+            let key = request.idempotency_key.as_deref()?;
+            inserted
+                .iter()
+                .chain(existing.iter())
+                .find(|t| t.idempotency_key.as_deref() == Some(key))
+                .map(|task| Created { task: task.clone(), inserted: false })
+        })
+        .collect()
+}
+
+/// The failed attempts a rescue records: each expired attempt with its retry decision.
+fn rescue_failures(expired: &[Task], decide: &RetryDecision) -> Vec<Failure> {
+    expired
+        .iter()
+        .map(|task| Failure {
+            attempt: AttemptRef { task_id: task.id, attempt: task.attempt },
+            kind: FailureKind::LockExpired,
+            error: format!(
+                "worker {} lost its lease on attempt {}",
+                task.worker_id.as_deref().unwrap_or("?"),
+                task.attempt
+            ),
+            retry_in: decide(task),
+        })
+        .collect()
+}

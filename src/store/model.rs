@@ -1,0 +1,297 @@
+//! The task model shared by every layer: what a task is, what happened to it, and the
+//! inputs and outputs of the store's operations.
+//!
+//! Field names are the JSON names of the HTTP API (compatible with TaskQueue-Go), so
+//! the HTTP layer serialises these types as they are.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Where a task is in its life. `queued` includes scheduled tasks and tasks waiting
+/// for a retry: `run_at` says when they become runnable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "task_status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 5] = [
+        TaskStatus::Queued,
+        TaskStatus::Running,
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    /// Terminal statuses never change again, except by an explicit manual retry.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for TaskStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
+            format!("unknown status {s:?}: expected one of queued, running, succeeded, failed, cancelled")
+        })
+    }
+}
+
+/// One kind of entry in a task's history. Every state change writes exactly one or
+/// two of these in the same transaction as the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "task_event", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    TaskQueued,
+    TaskStarted,
+    TaskSucceeded,
+    TaskFailed,
+    RetryScheduled,
+    TimeoutOccurred,
+    WorkerLockExpired,
+    TaskFailedFinal,
+    TaskCancelled,
+    TaskRequeued,
+}
+
+/// A task as stored. `attempt` counts claims and fences outcome writes; `locked_until`
+/// is the lease of the current attempt while `running`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Task {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub task_type: String,
+    #[sqlx(json)]
+    pub payload: Value,
+    pub status: TaskStatus,
+    pub priority: i32,
+    pub retry_count: i32,
+    pub max_retries: i32,
+    pub backoff_seconds: i32,
+    pub timeout_seconds: i32,
+    pub attempt: i32,
+    pub run_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    #[sqlx(json(nullable))]
+    pub result: Option<Value>,
+    pub worker_id: Option<String>,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of a task's audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct HistoryEvent {
+    pub id: i64,
+    pub task_id: Uuid,
+    pub event_type: EventType,
+    pub status: TaskStatus,
+    pub retry_count: i32,
+    pub worker_id: Option<String>,
+    pub error_message: Option<String>,
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A history event with the task's type and name: what the live stream sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TaskEvent {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub event: HistoryEvent,
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub task_type: String,
+    pub name: String,
+}
+
+/// A validated request to enqueue one task. The HTTP layer validates ranges; the
+/// schema's CHECK constraints hold the same limits as a last line of defence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub id: Uuid,
+    pub name: String,
+    pub task_type: String,
+    pub payload: Value,
+    pub priority: i32,
+    pub max_retries: i32,
+    pub backoff_seconds: i32,
+    pub timeout_seconds: i32,
+    /// `None` means now (by the database's clock).
+    pub run_at: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewTask {
+    /// A task with the documented defaults (`max_retries` 3, `backoff_seconds` 1,
+    /// `timeout_seconds` 30, priority 0, runnable now) and a fresh UUID v7.
+    pub fn new(task_type: impl Into<String>, payload: Value) -> Self {
+        let task_type = task_type.into();
+        Self {
+            id: Uuid::now_v7(),
+            name: task_type.clone(),
+            task_type,
+            payload,
+            priority: 0,
+            max_retries: 3,
+            backoff_seconds: 1,
+            timeout_seconds: 30,
+            run_at: None,
+            idempotency_key: None,
+        }
+    }
+}
+
+/// The outcome of `create_tasks` for one task: either inserted now, or an earlier
+/// task with the same idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    pub task: Task,
+    pub inserted: bool,
+}
+
+/// Names one attempt of one task: the fence of every outcome write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttemptRef {
+    pub task_id: Uuid,
+    pub attempt: i32,
+}
+
+/// A successful attempt to acknowledge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub attempt: AttemptRef,
+    pub result: Option<Value>,
+}
+
+/// Why an attempt failed; decides the history event written for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The handler returned an error or panicked (`task_failed`).
+    Error,
+    /// The executor stopped the handler at `timeout_seconds` (`timeout_occurred`).
+    TimedOut,
+    /// The lease ran out or the worker stopped heartbeating (`worker_lock_expired`).
+    LockExpired,
+}
+
+impl FailureKind {
+    pub fn event(self) -> EventType {
+        match self {
+            Self::Error => EventType::TaskFailed,
+            Self::TimedOut => EventType::TimeoutOccurred,
+            Self::LockExpired => EventType::WorkerLockExpired,
+        }
+    }
+}
+
+/// A failed attempt with the Retry policy's decision already made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub attempt: AttemptRef,
+    pub kind: FailureKind,
+    pub error: String,
+    /// `Some(delay)` schedules retry number `retry_count + 1` after `delay`;
+    /// `None` fails the task for good (`task_failed_final`).
+    pub retry_in: Option<std::time::Duration>,
+}
+
+/// What a worker reports about itself on every heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct WorkerInfo {
+    pub worker_id: String,
+    pub concurrency: i32,
+    pub running: i32,
+    pub started_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// A task that a manual transition (cancel, retry) could not move.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    Done(Task),
+    NotFound,
+    /// The task exists but its status does not allow the transition.
+    Conflict(TaskStatus),
+}
+
+/// Filters and keyset cursor of `GET /api/tasks`, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListFilter {
+    pub status: Option<TaskStatus>,
+    pub task_type: Option<String>,
+    /// Only tasks older (smaller UUID v7) than this one.
+    pub before: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// Tasks that reached a terminal failure or success in one minute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinuteThroughput {
+    pub minute: DateTime<Utc>,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub window_minutes: u32,
+    pub per_minute: Vec<MinuteThroughput>,
+}
+
+/// The statistics snapshot of `/api/stats` and the `stats` SSE event. The first seven
+/// fields are the original API's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total_tasks: i64,
+    pub queued_tasks: i64,
+    pub running_tasks: i64,
+    pub succeeded_tasks: i64,
+    pub failed_tasks: i64,
+    pub avg_retry_count: f64,
+    pub tasks_with_retries: i64,
+    pub cancelled_tasks: i64,
+    /// Queued tasks whose `run_at` is still in the future (scheduled or backing off).
+    pub scheduled_tasks: i64,
+    /// How long the oldest runnable task has waited, `None` when nothing is runnable.
+    pub oldest_runnable_age_seconds: Option<f64>,
+    pub throughput: Throughput,
+    pub live_workers: i64,
+    pub workers: Vec<WorkerInfo>,
+    pub generated_at: DateTime<Utc>,
+}
+
+/// Per-status totals, as the counter tables hold them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StatusCount {
+    pub tasks: i64,
+    pub retry_sum: i64,
+    pub with_retries: i64,
+}

@@ -1,0 +1,602 @@
+//! The PostgreSQL store: every query taskq runs against PostgreSQL, in one place.
+//!
+//! Batched operations take arrays and `unnest` them, so a batch is one statement and
+//! one round trip whatever its size; history rows are inserted by a data-modifying CTE
+//! of the same statement, so a state change and its event commit together.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::{Executor, Row};
+use uuid::Uuid;
+
+use super::*;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Key of the advisory lock that lets one process at a time prune.
+const PRUNE_LOCK_KEY: i64 = 0x7461_736b_7072_756e; // "taskprun"
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub fn connect(options: &ConnectOptions) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy(&options.url)?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tests and tools (`taskq check`, `taskq bench`) that inspect the
+    /// database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The UPDATE shared by `fail` (fenced to the worker and its live lease) and
+    /// `rescue` (fenced to the expired attempt, which the caller holds locked).
+    async fn apply_failures<'e, E>(
+        executor: E,
+        worker_id: Option<&str>,
+        failures: &[Failure],
+    ) -> Result<Vec<Uuid>>
+    where
+        E: Executor<'e, Database = sqlx::Postgres>,
+    {
+        let ids: Vec<Uuid> = failures.iter().map(|f| f.attempt.task_id).collect();
+        let attempts: Vec<i32> = failures.iter().map(|f| f.attempt.attempt).collect();
+        let events: Vec<EventType> = failures.iter().map(|f| f.kind.event()).collect();
+        let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
+        let delays: Vec<Option<f64>> = failures.iter().map(|f| f.retry_in.map(|d| d.as_secs_f64())).collect();
+        let rows = sqlx::query(
+            r#"
+            WITH input AS (
+                SELECT * FROM unnest($1::uuid[], $2::int[], $3::task_event[], $4::text[], $5::float8[])
+                    AS i (id, attempt, event, error, retry_in)
+            ), updated AS (
+                UPDATE tasks AS t SET
+                    status = CASE WHEN i.retry_in IS NULL THEN 'failed' ELSE 'queued' END::task_status,
+                    retry_count = t.retry_count + CASE WHEN i.retry_in IS NULL THEN 0 ELSE 1 END,
+                    run_at = CASE WHEN i.retry_in IS NULL THEN t.run_at
+                                  ELSE now() + make_interval(secs => i.retry_in) END,
+                    completed_at = CASE WHEN i.retry_in IS NULL THEN now() END,
+                    last_error = i.error,
+                    locked_until = NULL,
+                    updated_at = now()
+                FROM input AS i
+                WHERE t.id = i.id AND t.status = 'running' AND t.attempt = i.attempt
+                  AND ($6::text IS NULL OR (t.worker_id = $6 AND t.locked_until >= now()))
+                RETURNING t.id, t.status, t.retry_count, t.worker_id, t.run_at, i.event, i.error
+            ), history AS (
+                INSERT INTO task_history
+                    (task_id, event_type, status, retry_count, worker_id, error_message, next_run_at)
+                SELECT u.id, e.event_type, u.status, u.retry_count, u.worker_id, u.error, e.next_run_at
+                FROM updated AS u
+                CROSS JOIN LATERAL (VALUES
+                    (1, u.event, NULL::timestamptz),
+                    (2, CASE WHEN u.status = 'failed' THEN 'task_failed_final'
+                             ELSE 'retry_scheduled' END::task_event,
+                        CASE WHEN u.status = 'queued' THEN u.run_at END)
+                ) AS e (ord, event_type, next_run_at)
+                ORDER BY u.id, e.ord
+            )
+            SELECT id FROM updated
+            "#,
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&events)
+        .bind(&errors)
+        .bind(&delays)
+        .bind(worker_id)
+        .fetch_all(executor)
+        .await?;
+        Ok(rows.iter().map(|row| row.get("id")).collect())
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate_down(&self) -> Result<()> {
+        let applied = sqlx::query_scalar::<_, i64>(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version DESC LIMIT 2",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let target = applied.get(1).copied().unwrap_or(0);
+        MIGRATOR.undo(&self.pool, target).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_tasks(&self, tasks: &[NewTask]) -> Result<Vec<Created>> {
+        let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+        let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+        let types: Vec<&str> = tasks.iter().map(|t| t.task_type.as_str()).collect();
+        let payloads: Vec<String> = tasks.iter().map(|t| t.payload.to_string()).collect();
+        let priorities: Vec<i32> = tasks.iter().map(|t| t.priority).collect();
+        let max_retries: Vec<i32> = tasks.iter().map(|t| t.max_retries).collect();
+        let backoffs: Vec<i32> = tasks.iter().map(|t| t.backoff_seconds).collect();
+        let timeouts: Vec<i32> = tasks.iter().map(|t| t.timeout_seconds).collect();
+        let run_ats: Vec<Option<chrono::DateTime<chrono::Utc>>> = tasks.iter().map(|t| t.run_at).collect();
+        let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
+
+        // One statement: insert, write the history, and NOTIFY (delivered at commit)
+        // when something is runnable now. Identical notifications in one transaction
+        // are folded into one by PostgreSQL.
+        let inserted: Vec<Task> = sqlx::query_as(
+            r#"
+            WITH input AS (
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[],
+                                     $6::int[], $7::int[], $8::int[], $9::timestamptz[], $10::text[])
+                    AS i (id, name, type, payload, priority, max_retries, backoff_seconds,
+                          timeout_seconds, run_at, idempotency_key)
+            ), inserted AS (
+                INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
+                                   timeout_seconds, run_at, idempotency_key)
+                SELECT id, name, type, payload::jsonb, priority, max_retries, backoff_seconds,
+                       timeout_seconds, coalesce(run_at, now()), idempotency_key
+                FROM input
+                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING *
+            ), history AS (
+                INSERT INTO task_history (task_id, event_type, status, retry_count, created_at)
+                SELECT id, 'task_queued', 'queued', 0, created_at FROM inserted
+            )
+            SELECT inserted.*,
+                   CASE WHEN run_at <= now() THEN pg_notify('taskq_wakeup', '')::text END AS woke
+            FROM inserted
+            "#,
+        )
+        .bind(&ids)
+        .bind(&names)
+        .bind(&types)
+        .bind(&payloads)
+        .bind(&priorities)
+        .bind(&max_retries)
+        .bind(&backoffs)
+        .bind(&timeouts)
+        .bind(&run_ats)
+        .bind(&keys)
+        .fetch_all(&self.pool)
+        .await?;
+
+        // Tasks not inserted lost an idempotency-key conflict: fetch the winners.
+        let existing: Vec<Task> = if inserted.len() < tasks.len() {
+            let lost: Vec<&str> = tasks
+                .iter()
+                .filter(|t| !inserted.iter().any(|i| i.id == t.id))
+                .filter_map(|t| t.idempotency_key.as_deref())
+                .collect();
+            sqlx::query_as("SELECT * FROM tasks WHERE idempotency_key = ANY($1)")
+                .bind(&lost)
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(match_created(tasks, inserted, existing))
+    }
+
+    async fn get_task(&self, id: Uuid) -> Result<Option<Task>> {
+        Ok(sqlx::query_as("SELECT * FROM tasks WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>> {
+        Ok(sqlx::query_as("SELECT * FROM task_history WHERE task_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>> {
+        Ok(sqlx::query_as(
+            r#"
+            SELECT * FROM tasks
+            WHERE ($1::task_status IS NULL OR status = $1)
+              AND ($2::text IS NULL OR type = $2)
+              AND ($3::uuid IS NULL OR id < $3)
+            ORDER BY id DESC
+            LIMIT $4
+            "#,
+        )
+        .bind(filter.status)
+        .bind(filter.task_type.as_deref())
+        .bind(filter.before)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn claim(&self, worker_id: &str, limit: u32, lease_grace: Duration) -> Result<Vec<Task>> {
+        // MATERIALIZED keeps the locking subquery from being inlined into the UPDATE,
+        // where the planner could evaluate it more than once and overshoot the limit.
+        Ok(sqlx::query_as(
+            r#"
+            WITH picked AS MATERIALIZED (
+                SELECT id FROM tasks
+                WHERE status = 'queued' AND run_at <= now()
+                ORDER BY priority DESC, run_at, id
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED
+            ), claimed AS (
+                UPDATE tasks AS t SET
+                    status = 'running',
+                    worker_id = $2,
+                    attempt = t.attempt + 1,
+                    started_at = now(),
+                    updated_at = now(),
+                    locked_until = now() + make_interval(secs => t.timeout_seconds + $3)
+                FROM picked
+                WHERE t.id = picked.id
+                RETURNING t.*
+            ), history AS (
+                INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id)
+                SELECT id, 'task_started', 'running', retry_count, worker_id FROM claimed
+            )
+            SELECT * FROM claimed ORDER BY priority DESC, run_at, id
+            "#,
+        )
+        .bind(i64::from(limit))
+        .bind(worker_id)
+        .bind(lease_grace.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>> {
+        let ids: Vec<Uuid> = done.iter().map(|c| c.attempt.task_id).collect();
+        let attempts: Vec<i32> = done.iter().map(|c| c.attempt.attempt).collect();
+        let results: Vec<Option<String>> =
+            done.iter().map(|c| c.result.as_ref().map(|r| r.to_string())).collect();
+        let rows = sqlx::query(
+            r#"
+            WITH input AS (
+                SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[]) AS i (id, attempt, result)
+            ), updated AS (
+                UPDATE tasks AS t SET
+                    status = 'succeeded',
+                    result = i.result::jsonb,
+                    locked_until = NULL,
+                    completed_at = now(),
+                    updated_at = now()
+                FROM input AS i
+                WHERE t.id = i.id AND t.status = 'running' AND t.attempt = i.attempt
+                  AND t.worker_id = $4 AND t.locked_until >= now()
+                RETURNING t.id, t.retry_count, t.worker_id
+            ), history AS (
+                INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id)
+                SELECT id, 'task_succeeded', 'succeeded', retry_count, worker_id FROM updated
+            )
+            SELECT id FROM updated
+            "#,
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&results)
+        .bind(worker_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|row| row.get("id")).collect())
+    }
+
+    async fn fail(&self, worker_id: &str, failures: &[Failure]) -> Result<Vec<Uuid>> {
+        Self::apply_failures(&self.pool, Some(worker_id), failures).await
+    }
+
+    async fn release(&self, worker_id: &str, attempts: &[AttemptRef]) -> Result<Vec<Uuid>> {
+        let ids: Vec<Uuid> = attempts.iter().map(|a| a.task_id).collect();
+        let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
+        let rows = sqlx::query(
+            r#"
+            WITH input AS (
+                SELECT * FROM unnest($1::uuid[], $2::int[]) AS i (id, attempt)
+            ), updated AS (
+                UPDATE tasks AS t SET status = 'queued', locked_until = NULL, updated_at = now()
+                FROM input AS i
+                WHERE t.id = i.id AND t.status = 'running' AND t.attempt = i.attempt
+                  AND t.worker_id = $3
+                RETURNING t.id, t.retry_count, t.worker_id
+            ), history AS (
+                INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message)
+                SELECT id, 'task_requeued', 'queued', retry_count, worker_id,
+                       'released by a worker shutting down' FROM updated
+            )
+            SELECT id, pg_notify('taskq_wakeup', '')::text AS woke FROM updated
+            "#,
+        )
+        .bind(&ids)
+        .bind(&numbers)
+        .bind(worker_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|row| row.get("id")).collect())
+    }
+
+    async fn rescue(&self, limit: u32, decide: &RetryDecision) -> Result<Vec<Uuid>> {
+        let mut tx = self.pool.begin().await?;
+        // Rows locked here stay locked until commit, so two rescuers never both see
+        // the same expiry: exactly one `worker_lock_expired` per expired attempt.
+        let expired: Vec<Task> = sqlx::query_as(
+            r#"
+            SELECT * FROM tasks AS t
+            WHERE t.status = 'running'
+              AND (t.locked_until < now()
+                   OR NOT EXISTS (SELECT 1 FROM workers AS w
+                                  WHERE w.worker_id = t.worker_id
+                                    AND w.last_seen_at > now() - make_interval(secs => $2)))
+            ORDER BY t.locked_until
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+            "#,
+        )
+        .bind(i64::from(limit))
+        .bind(WORKER_STALE_AFTER.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+        if expired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let failures = rescue_failures(&expired, decide);
+        let rescued = Self::apply_failures(&mut *tx, None, &failures).await?;
+        sqlx::query("SELECT pg_notify('taskq_wakeup', '')").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rescued)
+    }
+
+    async fn cancel(&self, id: Uuid) -> Result<Transition> {
+        let task: Option<Task> = sqlx::query_as(
+            r#"
+            WITH changed AS (
+                UPDATE tasks SET status = 'cancelled', completed_at = now(), updated_at = now()
+                WHERE id = $1 AND status = 'queued'
+                RETURNING *
+            ), history AS (
+                INSERT INTO task_history (task_id, event_type, status, retry_count)
+                SELECT id, 'task_cancelled', 'cancelled', retry_count FROM changed
+            )
+            SELECT * FROM changed
+            "#,
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.transition_outcome(id, task).await
+    }
+
+    async fn retry(&self, id: Uuid) -> Result<Transition> {
+        let task: Option<Task> = sqlx::query_as(
+            r#"
+            WITH changed AS (
+                UPDATE tasks SET status = 'queued', retry_count = 0, run_at = now(),
+                                 completed_at = NULL, result = NULL, updated_at = now()
+                WHERE id = $1 AND status IN ('failed', 'cancelled')
+                RETURNING *
+            ), history AS (
+                INSERT INTO task_history (task_id, event_type, status, retry_count, error_message)
+                SELECT id, 'task_requeued', 'queued', 0, 'manual retry' FROM changed
+            )
+            SELECT *, pg_notify('taskq_wakeup', '')::text AS woke FROM changed
+            "#,
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.transition_outcome(id, task).await
+    }
+
+    async fn status_counts(&self) -> Result<Vec<(TaskStatus, StatusCount)>> {
+        let rows = sqlx::query(
+            r#"
+            SELECT status, sum(tasks)::int8 AS tasks, sum(retry_sum)::int8 AS retry_sum,
+                   sum(with_retries)::int8 AS with_retries
+            FROM task_counts GROUP BY status
+            "#,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let count = StatusCount {
+                    tasks: row.get("tasks"),
+                    retry_sum: row.get("retry_sum"),
+                    with_retries: row.get("with_retries"),
+                };
+                (row.get("status"), count)
+            })
+            .collect())
+    }
+
+    async fn queue_shape(&self) -> Result<(i64, Option<f64>)> {
+        let row = sqlx::query(
+            r#"
+            SELECT (SELECT count(*) FROM tasks WHERE status = 'queued' AND run_at > now()) AS scheduled,
+                   (SELECT extract(epoch FROM now() - min(run_at))::float8
+                    FROM tasks WHERE status = 'queued' AND run_at <= now()) AS oldest
+            "#,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.get("scheduled"), row.get("oldest")))
+    }
+
+    async fn throughput(&self, minutes: u32) -> Result<Vec<MinuteThroughput>> {
+        let rows = sqlx::query(
+            r#"
+            SELECT minute, sum(succeeded)::int8 AS succeeded, sum(failed)::int8 AS failed
+            FROM task_throughput
+            WHERE minute > date_trunc('minute', now()) - make_interval(mins => $1)
+            GROUP BY minute ORDER BY minute
+            "#,
+        )
+        .bind(minutes as i32)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| MinuteThroughput {
+                minute: row.get("minute"),
+                succeeded: row.get("succeeded"),
+                failed: row.get("failed"),
+            })
+            .collect())
+    }
+
+    async fn live_workers(&self) -> Result<Vec<WorkerInfo>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM workers WHERE last_seen_at > now() - make_interval(secs => $1) ORDER BY worker_id",
+        )
+        .bind(WORKER_STALE_AFTER.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn compact_counters(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            r#"
+            WITH gone AS (DELETE FROM task_counts RETURNING *)
+            INSERT INTO task_counts (status, tasks, retry_sum, with_retries)
+            SELECT status, sum(tasks), sum(retry_sum), sum(with_retries) FROM gone GROUP BY status
+            "#,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            r#"
+            WITH gone AS (DELETE FROM task_throughput RETURNING *)
+            INSERT INTO task_throughput (minute, succeeded, failed)
+            SELECT minute, sum(succeeded), sum(failed) FROM gone
+            WHERE minute > now() - interval '1 hour'
+            GROUP BY minute
+            "#,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, worker: &WorkerInfo) -> Result<()> {
+        sqlx::query(
+            r#"
+            INSERT INTO workers (worker_id, concurrency, running, started_at, last_seen_at)
+            VALUES ($1, $2, $3, $4, now())
+            ON CONFLICT (worker_id) DO UPDATE SET
+                concurrency = excluded.concurrency, running = excluded.running,
+                last_seen_at = excluded.last_seen_at
+            "#,
+        )
+        .bind(&worker.worker_id)
+        .bind(worker.concurrency)
+        .bind(worker.running)
+        .bind(worker.started_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn deregister(&self, worker_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM workers WHERE worker_id = $1").bind(worker_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn prune(&self, succeeded: Duration, failed: Duration, batch: u32) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(PRUNE_LOCK_KEY)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(0);
+        }
+        let deleted = sqlx::query(
+            r#"
+            DELETE FROM tasks WHERE id IN (
+                (SELECT id FROM tasks WHERE status = 'succeeded'
+                   AND completed_at < now() - make_interval(secs => $1) LIMIT $3)
+                UNION ALL
+                (SELECT id FROM tasks WHERE status IN ('failed', 'cancelled')
+                   AND completed_at < now() - make_interval(secs => $2) LIMIT $3)
+            )
+            "#,
+        )
+        .bind(succeeded.as_secs_f64())
+        .bind(failed.as_secs_f64())
+        .bind(i64::from(batch))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM workers WHERE last_seen_at < now() - interval '1 hour'")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<TaskEvent>> {
+        Ok(sqlx::query_as(
+            r#"
+            SELECT h.*, t.type, t.name FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id
+            WHERE h.id > $1 ORDER BY h.id LIMIT $2
+            "#,
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn last_event_id(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(id), 0)::int8 FROM task_history")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn wakeups(&self) -> Result<Wakeups> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(WAKEUP_CHANNEL).await?;
+        // `recv` reconnects by itself after a lost connection; notifications sent
+        // while disconnected are lost, which the poll fallback covers.
+        Ok(listener.into_stream().map(|item| item.map(|_| ()).map_err(StoreError::from)).boxed())
+    }
+}
+
+impl PgStore {
+    /// Turns the result of a guarded manual transition into its outcome: done, or why
+    /// not (unknown task, or a status that does not allow it).
+    async fn transition_outcome(&self, id: Uuid, changed: Option<Task>) -> Result<Transition> {
+        if let Some(task) = changed {
+            return Ok(Transition::Done(task));
+        }
+        let status: Option<TaskStatus> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(status.map_or(Transition::NotFound, Transition::Conflict))
+    }
+}

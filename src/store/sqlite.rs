@@ -1,0 +1,599 @@
+//! The SQLite store: every query taskq runs against its embedded database.
+//!
+//! One node, one file. WAL lets the API read while a worker writes; every write runs
+//! in a `BEGIN IMMEDIATE` transaction, which takes the file's write lock up front, so
+//! a claim's read and its write can never interleave with another process's claim on
+//! the same file. Times are taken from taskq's clock, never SQLite's, and stored as
+//! RFC 3339 text in UTC (which sorts in time order).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::*;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// In-process wake-ups: on SQLite the API and the worker share one process, so
+    /// creating a task wakes the Dispatcher directly instead of through NOTIFY.
+    wake: broadcast::Sender<()>,
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn after(delay: Duration) -> DateTime<Utc> {
+    now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+}
+
+impl SqliteStore {
+    pub async fn connect(options: &ConnectOptions) -> Result<Self> {
+        let connect = SqliteConnectOptions::from_str(&options.url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode survives a crash of the process (kill -9); only a power
+            // loss can roll back the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        let (wake, _) = broadcast::channel(16);
+        Ok(Self { pool, wake })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn wake_workers(&self) {
+        // No receiver (a server-only process) is fine: nobody to wake.
+        let _ = self.wake.send(());
+    }
+
+    async fn insert_event(
+        tx: &mut Transaction<'static, Sqlite>,
+        task: &Task,
+        event: EventType,
+        error: Option<&str>,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        sqlx::query(
+            r#"
+            INSERT INTO task_history
+                (task_id, event_type, status, retry_count, worker_id, error_message, next_run_at, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "#,
+        )
+        .bind(task.id)
+        .bind(event)
+        .bind(task.status)
+        .bind(task.retry_count)
+        .bind(task.worker_id.as_deref())
+        .bind(error)
+        .bind(next_run_at)
+        .bind(task.updated_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records failed attempts; `worker_id` fences to the worker's live lease, `None`
+    /// (rescue) to the attempt alone, which the caller's transaction holds.
+    async fn apply_failures(
+        tx: &mut Transaction<'static, Sqlite>,
+        worker_id: Option<&str>,
+        failures: &[Failure],
+    ) -> Result<Vec<Uuid>> {
+        let mut applied = Vec::with_capacity(failures.len());
+        for failure in failures {
+            let at = now();
+            let next_run_at = failure.retry_in.map(after);
+            let task: Option<Task> = sqlx::query_as(
+                r#"
+                UPDATE tasks SET
+                    status = CASE WHEN $3 IS NULL THEN 'failed' ELSE 'queued' END,
+                    retry_count = retry_count + CASE WHEN $3 IS NULL THEN 0 ELSE 1 END,
+                    run_at = coalesce($3, run_at),
+                    completed_at = CASE WHEN $3 IS NULL THEN $4 END,
+                    last_error = $5,
+                    locked_until = NULL,
+                    updated_at = $4
+                WHERE id = $1 AND status = 'running' AND attempt = $2
+                  AND ($6 IS NULL OR (worker_id = $6 AND locked_until >= $4))
+                RETURNING *
+                "#,
+            )
+            .bind(failure.attempt.task_id)
+            .bind(failure.attempt.attempt)
+            .bind(next_run_at)
+            .bind(at)
+            .bind(&failure.error)
+            .bind(worker_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(task) = task else { continue };
+            Self::insert_event(tx, &task, failure.kind.event(), Some(&failure.error), None).await?;
+            let decision =
+                if next_run_at.is_some() { EventType::RetryScheduled } else { EventType::TaskFailedFinal };
+            Self::insert_event(tx, &task, decision, Some(&failure.error), next_run_at).await?;
+            applied.push(task.id);
+        }
+        Ok(applied)
+    }
+
+    /// Applies a guarded manual transition in its own transaction and reports the
+    /// outcome: done, or why not.
+    async fn transition(
+        &self,
+        id: Uuid,
+        sql: &str,
+        event: EventType,
+        note: Option<&str>,
+    ) -> Result<Transition> {
+        let mut tx = self.write().await?;
+        let changed: Option<Task> = sqlx::query_as(sql).bind(id).bind(now()).fetch_optional(&mut *tx).await?;
+        let outcome = match changed {
+            Some(task) => {
+                Self::insert_event(&mut tx, &task, event, note, None).await?;
+                Transition::Done(task)
+            }
+            None => {
+                let status: Option<TaskStatus> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                status.map_or(Transition::NotFound, Transition::Conflict)
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate_down(&self) -> Result<()> {
+        let applied = sqlx::query_scalar::<_, i64>(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version DESC LIMIT 2",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        MIGRATOR.undo(&self.pool, applied.get(1).copied().unwrap_or(0)).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_tasks(&self, tasks: &[NewTask]) -> Result<Vec<Created>> {
+        let mut tx = self.write().await?;
+        let at = now();
+        let mut inserted = Vec::with_capacity(tasks.len());
+        let mut existing = Vec::new();
+        for new in tasks {
+            let task: Option<Task> = sqlx::query_as(
+                r#"
+                INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
+                                   timeout_seconds, run_at, idempotency_key, created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING *
+                "#,
+            )
+            .bind(new.id)
+            .bind(&new.name)
+            .bind(&new.task_type)
+            .bind(new.payload.to_string())
+            .bind(new.priority)
+            .bind(new.max_retries)
+            .bind(new.backoff_seconds)
+            .bind(new.timeout_seconds)
+            .bind(new.run_at.unwrap_or(at))
+            .bind(new.idempotency_key.as_deref())
+            .bind(at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match task {
+                Some(task) => {
+                    Self::insert_event(&mut tx, &task, EventType::TaskQueued, None, None).await?;
+                    inserted.push(task);
+                }
+                None => {
+                    let winner: Option<Task> =
+                        sqlx::query_as("SELECT * FROM tasks WHERE idempotency_key = $1")
+                            .bind(new.idempotency_key.as_deref())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    existing.extend(winner);
+                }
+            }
+        }
+        tx.commit().await?;
+        if inserted.iter().any(|t| t.run_at <= now()) {
+            self.wake_workers();
+        }
+        Ok(match_created(tasks, inserted, existing))
+    }
+
+    async fn get_task(&self, id: Uuid) -> Result<Option<Task>> {
+        Ok(sqlx::query_as("SELECT * FROM tasks WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>> {
+        Ok(sqlx::query_as("SELECT * FROM task_history WHERE task_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>> {
+        Ok(sqlx::query_as(
+            r#"
+            SELECT * FROM tasks
+            WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR type = $2)
+              AND ($3 IS NULL OR id < $3)
+            ORDER BY id DESC
+            LIMIT $4
+            "#,
+        )
+        .bind(filter.status)
+        .bind(filter.task_type.as_deref())
+        .bind(filter.before)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn claim(&self, worker_id: &str, limit: u32, lease_grace: Duration) -> Result<Vec<Task>> {
+        let mut tx = self.write().await?;
+        let at = now();
+        let picked: Vec<(Uuid, i32)> = sqlx::query_as(
+            r#"
+            SELECT id, timeout_seconds FROM tasks
+            WHERE status = 'queued' AND run_at <= $1
+            ORDER BY priority DESC, run_at, id
+            LIMIT $2
+            "#,
+        )
+        .bind(at)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(picked.len());
+        for (id, timeout_seconds) in picked {
+            let lease = Duration::from_secs(timeout_seconds.max(0) as u64) + lease_grace;
+            let task: Task = sqlx::query_as(
+                r#"
+                UPDATE tasks SET status = 'running', worker_id = $2, attempt = attempt + 1,
+                                 started_at = $3, updated_at = $3, locked_until = $4
+                WHERE id = $1
+                RETURNING *
+                "#,
+            )
+            .bind(id)
+            .bind(worker_id)
+            .bind(at)
+            .bind(after(lease))
+            .fetch_one(&mut *tx)
+            .await?;
+            Self::insert_event(&mut tx, &task, EventType::TaskStarted, None, None).await?;
+            claimed.push(task);
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>> {
+        let mut tx = self.write().await?;
+        let mut applied = Vec::with_capacity(done.len());
+        for completion in done {
+            let task: Option<Task> = sqlx::query_as(
+                r#"
+                UPDATE tasks SET status = 'succeeded', result = $3, locked_until = NULL,
+                                 completed_at = $4, updated_at = $4
+                WHERE id = $1 AND status = 'running' AND attempt = $2
+                  AND worker_id = $5 AND locked_until >= $4
+                RETURNING *
+                "#,
+            )
+            .bind(completion.attempt.task_id)
+            .bind(completion.attempt.attempt)
+            .bind(completion.result.as_ref().map(|r| r.to_string()))
+            .bind(now())
+            .bind(worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(task) = task {
+                Self::insert_event(&mut tx, &task, EventType::TaskSucceeded, None, None).await?;
+                applied.push(task.id);
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn fail(&self, worker_id: &str, failures: &[Failure]) -> Result<Vec<Uuid>> {
+        let mut tx = self.write().await?;
+        let applied = Self::apply_failures(&mut tx, Some(worker_id), failures).await?;
+        tx.commit().await?;
+        if failures.iter().any(|f| f.retry_in.is_some()) {
+            self.wake_workers();
+        }
+        Ok(applied)
+    }
+
+    async fn release(&self, worker_id: &str, attempts: &[AttemptRef]) -> Result<Vec<Uuid>> {
+        let mut tx = self.write().await?;
+        let mut applied = Vec::with_capacity(attempts.len());
+        for attempt in attempts {
+            let task: Option<Task> = sqlx::query_as(
+                r#"
+                UPDATE tasks SET status = 'queued', locked_until = NULL, updated_at = $3
+                WHERE id = $1 AND status = 'running' AND attempt = $2 AND worker_id = $4
+                RETURNING *
+                "#,
+            )
+            .bind(attempt.task_id)
+            .bind(attempt.attempt)
+            .bind(now())
+            .bind(worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(task) = task {
+                let note = Some("released by a worker shutting down");
+                Self::insert_event(&mut tx, &task, EventType::TaskRequeued, note, None).await?;
+                applied.push(task.id);
+            }
+        }
+        tx.commit().await?;
+        self.wake_workers();
+        Ok(applied)
+    }
+
+    async fn rescue(&self, limit: u32, decide: &RetryDecision) -> Result<Vec<Uuid>> {
+        let mut tx = self.write().await?;
+        let at = now();
+        let stale = at - chrono::Duration::from_std(WORKER_STALE_AFTER).unwrap_or_default();
+        let expired: Vec<Task> = sqlx::query_as(
+            r#"
+            SELECT * FROM tasks AS t
+            WHERE t.status = 'running'
+              AND (t.locked_until < $2
+                   OR NOT EXISTS (SELECT 1 FROM workers AS w
+                                  WHERE w.worker_id = t.worker_id AND w.last_seen_at > $3))
+            ORDER BY t.locked_until
+            LIMIT $1
+            "#,
+        )
+        .bind(i64::from(limit))
+        .bind(at)
+        .bind(stale)
+        .fetch_all(&mut *tx)
+        .await?;
+        let failures = rescue_failures(&expired, decide);
+        let rescued = Self::apply_failures(&mut tx, None, &failures).await?;
+        tx.commit().await?;
+        if !rescued.is_empty() {
+            self.wake_workers();
+        }
+        Ok(rescued)
+    }
+
+    async fn cancel(&self, id: Uuid) -> Result<Transition> {
+        self.transition(
+            id,
+            r#"
+            UPDATE tasks SET status = 'cancelled', completed_at = $2, updated_at = $2
+            WHERE id = $1 AND status = 'queued'
+            RETURNING *
+            "#,
+            EventType::TaskCancelled,
+            None,
+        )
+        .await
+    }
+
+    async fn retry(&self, id: Uuid) -> Result<Transition> {
+        let outcome = self
+            .transition(
+                id,
+                r#"
+                UPDATE tasks SET status = 'queued', retry_count = 0, run_at = $2,
+                                 completed_at = NULL, result = NULL, updated_at = $2
+                WHERE id = $1 AND status IN ('failed', 'cancelled')
+                RETURNING *
+                "#,
+                EventType::TaskRequeued,
+                Some("manual retry"),
+            )
+            .await?;
+        self.wake_workers();
+        Ok(outcome)
+    }
+
+    async fn status_counts(&self) -> Result<Vec<(TaskStatus, StatusCount)>> {
+        let rows = sqlx::query("SELECT status, tasks, retry_sum, with_retries FROM task_counts")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let count = StatusCount {
+                    tasks: row.get("tasks"),
+                    retry_sum: row.get("retry_sum"),
+                    with_retries: row.get("with_retries"),
+                };
+                (row.get("status"), count)
+            })
+            .collect())
+    }
+
+    async fn queue_shape(&self) -> Result<(i64, Option<f64>)> {
+        let at = now();
+        let row = sqlx::query(
+            r#"
+            SELECT (SELECT count(*) FROM tasks WHERE status = 'queued' AND run_at > $1) AS scheduled,
+                   (SELECT min(run_at) FROM tasks WHERE status = 'queued' AND run_at <= $1) AS oldest
+            "#,
+        )
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest: Option<DateTime<Utc>> = row.get("oldest");
+        let age = oldest.map(|t| (at - t).num_milliseconds() as f64 / 1000.0);
+        Ok((row.get("scheduled"), age))
+    }
+
+    async fn throughput(&self, minutes: u32) -> Result<Vec<MinuteThroughput>> {
+        let since = now() - chrono::Duration::minutes(i64::from(minutes));
+        let rows = sqlx::query(
+            "SELECT minute, succeeded, failed FROM task_throughput WHERE minute > $1 ORDER BY minute",
+        )
+        .bind(since.format("%Y-%m-%dT%H:%M:00Z").to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| MinuteThroughput {
+                minute: row.get("minute"),
+                succeeded: row.get("succeeded"),
+                failed: row.get("failed"),
+            })
+            .collect())
+    }
+
+    async fn live_workers(&self) -> Result<Vec<WorkerInfo>> {
+        let stale = now() - chrono::Duration::from_std(WORKER_STALE_AFTER).unwrap_or_default();
+        Ok(sqlx::query_as("SELECT * FROM workers WHERE last_seen_at > $1 ORDER BY worker_id")
+            .bind(stale)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn compact_counters(&self) -> Result<()> {
+        // Counters are updated in place on SQLite; only old throughput goes.
+        let hour_ago = now() - chrono::Duration::hours(1);
+        sqlx::query("DELETE FROM task_throughput WHERE minute < $1")
+            .bind(hour_ago.format("%Y-%m-%dT%H:%M:00Z").to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, worker: &WorkerInfo) -> Result<()> {
+        sqlx::query(
+            r#"
+            INSERT INTO workers (worker_id, concurrency, running, started_at, last_seen_at)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (worker_id) DO UPDATE SET
+                concurrency = excluded.concurrency, running = excluded.running,
+                last_seen_at = excluded.last_seen_at
+            "#,
+        )
+        .bind(&worker.worker_id)
+        .bind(worker.concurrency)
+        .bind(worker.running)
+        .bind(worker.started_at)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn deregister(&self, worker_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM workers WHERE worker_id = $1").bind(worker_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn prune(&self, succeeded: Duration, failed: Duration, batch: u32) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let deleted = sqlx::query(
+            r#"
+            DELETE FROM tasks WHERE id IN (
+                SELECT id FROM (SELECT id FROM tasks WHERE status = 'succeeded'
+                                  AND completed_at < $1 LIMIT $3)
+                UNION ALL
+                SELECT id FROM (SELECT id FROM tasks WHERE status IN ('failed', 'cancelled')
+                                  AND completed_at < $2 LIMIT $3)
+            )
+            "#,
+        )
+        .bind(now() - chrono::Duration::from_std(succeeded).unwrap_or(chrono::Duration::MAX))
+        .bind(now() - chrono::Duration::from_std(failed).unwrap_or(chrono::Duration::MAX))
+        .bind(i64::from(batch))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM workers WHERE last_seen_at < $1")
+            .bind(now() - chrono::Duration::hours(1))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<TaskEvent>> {
+        Ok(sqlx::query_as(
+            r#"
+            SELECT h.*, t.type, t.name FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id
+            WHERE h.id > $1 ORDER BY h.id LIMIT $2
+            "#,
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn last_event_id(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM task_history").fetch_one(&self.pool).await?)
+    }
+
+    async fn wakeups(&self) -> Result<Wakeups> {
+        let receiver = self.wake.subscribe();
+        Ok(futures_util::stream::unfold(receiver, |mut receiver| async move {
+            match receiver.recv().await {
+                // A lagged receiver missed hints, which is the same as one hint.
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some((Ok(()), receiver)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .boxed())
+    }
+}
