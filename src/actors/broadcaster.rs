@@ -47,7 +47,7 @@ impl StatsBroadcaster {
         self.busy = true;
         let store = Arc::clone(&self.store);
         let after = self.last_event;
-        let work = async move {
+        let work = super::io(async move {
             metrics::stats_query();
             let stats = store::stats(&*store).await?;
             let events = match after {
@@ -60,7 +60,7 @@ impl StatsBroadcaster {
                 (None, None) => store.last_event_id().await?,
             };
             Ok::<_, store::StoreError>((stats, events, last))
-        };
+        });
         ctx.spawn(work.into_actor(self).map(|outcome, broadcaster, _| {
             broadcaster.busy = false;
             match outcome {

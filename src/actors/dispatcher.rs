@@ -46,6 +46,8 @@ pub struct Dispatcher {
     stopping: bool,
     /// `WhenIdle` callers.
     idle_waiters: Vec<oneshot::Sender<()>>,
+    /// The wake-up listener's task, stopped with the Dispatcher.
+    listener: Option<tokio::task::AbortHandle>,
 }
 
 impl Dispatcher {
@@ -61,6 +63,7 @@ impl Dispatcher {
             drained: false,
             stopping: false,
             idle_waiters: Vec::new(),
+            listener: None,
         }
     }
 
@@ -83,7 +86,7 @@ impl Dispatcher {
         let store = Arc::clone(&self.store);
         let worker_id = Arc::clone(&self.worker_id);
         let grace = self.config.lease_grace;
-        let claim = async move { store.claim(&worker_id, limit, grace).await };
+        let claim = super::io(async move { store.claim(&worker_id, limit, grace).await });
         ctx.spawn(claim.into_actor(self).map(move |claimed, dispatcher, ctx| {
             dispatcher.claiming = false;
             match claimed {
@@ -127,7 +130,8 @@ impl Dispatcher {
         }
         let store = Arc::clone(&self.store);
         let worker_id = Arc::clone(&self.worker_id);
-        ctx.spawn(async move { release_with_retries(&*store, &worker_id, &attempts).await }.into_actor(self));
+        let release = super::io(async move { release_with_retries(&*store, &worker_id, &attempts).await });
+        ctx.spawn(release.into_actor(self));
     }
 
     fn notify_if_idle(&mut self) {
@@ -147,16 +151,16 @@ impl Dispatcher {
             started_at: self.started_at,
             last_seen_at: Utc::now(),
         };
-        async move {
+        super::io(async move {
             if let Err(error) = store.heartbeat(&info).await {
                 tracing::warn!(error = %error, "heartbeat failed");
             }
-        }
+        })
     }
 
     /// Forwards wake-up hints to the Dispatcher for as long as it lives, reconnecting
     /// with backoff when the listener's connection is lost.
-    fn listen(&self, ctx: &mut Context<Self>) {
+    fn listen(&mut self, ctx: &mut Context<Self>) {
         let store = Arc::clone(&self.store);
         let me = ctx.address();
         let listener = async move {
@@ -184,7 +188,7 @@ impl Dispatcher {
                 delay = (delay * 2).min(LISTEN_RETRY.1);
             }
         };
-        ctx.spawn(listener.into_actor(self));
+        self.listener = Some(super::spawn_io(listener));
     }
 }
 
@@ -225,6 +229,12 @@ impl Actor for Dispatcher {
         });
         self.listen(ctx);
         self.claim(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(listener) = self.listener.take() {
+            listener.abort();
+        }
     }
 }
 

@@ -62,7 +62,7 @@ impl Rescuer {
                 }
             }
         };
-        ctx.spawn(work.into_actor(self).map(|(), rescuer, _| rescuer.running = false));
+        ctx.spawn(super::io(work).into_actor(self).map(|(), rescuer, _| rescuer.running = false));
     }
 }
 
@@ -116,7 +116,7 @@ impl Pruner {
                 tracing::info!(deleted = total, "pruned old terminal tasks");
             }
         };
-        ctx.spawn(work.into_actor(self).map(|(), pruner, _| pruner.running = false));
+        ctx.spawn(super::io(work).into_actor(self).map(|(), pruner, _| pruner.running = false));
     }
 }
 
@@ -126,14 +126,12 @@ impl Actor for Pruner {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(COMPACT_INTERVAL, |pruner, ctx| {
             let store = Arc::clone(&pruner.store);
-            ctx.spawn(
-                async move {
-                    if let Err(error) = store.compact_counters().await {
-                        tracing::warn!(error = %error, "counter compaction failed");
-                    }
+            let compact = super::io(async move {
+                if let Err(error) = store.compact_counters().await {
+                    tracing::warn!(error = %error, "counter compaction failed");
                 }
-                .into_actor(pruner),
-            );
+            });
+            ctx.spawn(compact.into_actor(pruner));
         });
         self.prune(ctx);
         ctx.run_interval(PRUNE_INTERVAL, |pruner, ctx| pruner.prune(ctx));

@@ -34,10 +34,51 @@ pub use maintenance::{Pruner, Rescuer};
 pub use retry::Retry;
 pub use writer::{BatchWriter, Completer, Outcome};
 
+use std::future::Future;
+use std::sync::OnceLock;
+
 use crate::config::WorkerConfig;
 use crate::handlers::Registry;
 use crate::store::Store;
 use messages::{AbortAll, Flush, Stop, StopClaiming, Wake, WhenIdle};
+
+/// The runtime every database call of the actors runs on: multi-threaded, shared by
+/// the process, never dropped.
+///
+/// Actors live on actix arbiters, which are torn down with their system; a database
+/// future dropped there mid-flight (an embedding application that exits without
+/// shutting the worker down) would find no runtime to return its connection to.
+/// Running store calls here instead means they always complete on a live runtime,
+/// and spreads their I/O over more than the arbiter's one thread.
+fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("taskq-io")
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("the I/O runtime could not start")
+    })
+}
+
+/// Runs a store call on the I/O runtime and returns its output.
+pub(crate) fn io<F>(future: F) -> impl Future<Output = F::Output> + 'static
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let task = io_runtime().spawn(future);
+    async move { task.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic())) }
+}
+
+/// Starts a long-lived background future on the I/O runtime.
+pub(crate) fn spawn_io<F>(future: F) -> tokio::task::AbortHandle
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    io_runtime().spawn(future).abort_handle()
+}
 
 /// A running worker: its actors, and the handle to stop them.
 pub struct Worker {
@@ -114,9 +155,9 @@ impl Worker {
         if let Err(error) = self.store.deregister(&self.config.worker_id).await {
             tracing::warn!(error = %error, "could not deregister the worker");
         }
-        self.dispatcher.do_send(Stop);
-        self.rescuer.do_send(Stop);
-        self.pruner.do_send(Stop);
+        let _ = self.dispatcher.send(Stop).await;
+        let _ = self.rescuer.send(Stop).await;
+        let _ = self.pruner.send(Stop).await;
         tracing::info!(worker_id = %self.config.worker_id, "worker stopped");
     }
 }

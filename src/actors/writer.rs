@@ -106,7 +106,8 @@ impl<T: Outcome> BatchWriter<T> {
         self.writing = true;
         let take = self.pending.len().min(MAX_BATCH);
         let batch = Arc::new(self.pending.drain(..take).collect::<Vec<_>>());
-        let write = T::write(Arc::clone(&self.store), Arc::clone(&self.worker_id), Arc::clone(&batch));
+        let write =
+            super::io(T::write(Arc::clone(&self.store), Arc::clone(&self.worker_id), Arc::clone(&batch)));
         ctx.spawn(write.into_actor(self).map(move |written, writer, ctx| {
             writer.writing = false;
             match written {

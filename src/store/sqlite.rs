@@ -178,8 +178,21 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        // SQLite has no advisory lock, so two processes starting together on one file
+        // can both try the same migration; the loser fails on "already exists". Trying
+        // again then finds the migration applied by the winner.
+        let mut tries = 0;
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(error) if tries < 5 => {
+                    tries += 1;
+                    tracing::debug!(error = %error, "migration raced another process; trying again");
+                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     async fn migrate_down(&self) -> Result<()> {

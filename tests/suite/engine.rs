@@ -1,0 +1,342 @@
+//! The worker's actors against a real database: lifecycle, ordering, retries,
+//! timeouts, panics, rescue, many workers, and shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rstest::rstest;
+use serde_json::json;
+use taskq::actors::Worker;
+use taskq::backoff::RetryPolicy;
+use taskq::config::WorkerConfig;
+use taskq::handlers::{Handler, HandlerResult, Registry, TaskContext};
+use taskq::store::{Backend, NewTask, Store, TaskStatus};
+
+use crate::helpers::*;
+
+fn worker_config(concurrency: usize) -> WorkerConfig {
+    let mut config = test_config("unused").worker;
+    config.concurrency = concurrency;
+    config
+}
+
+fn start(store: &Arc<dyn Store>, registry: Registry, config: WorkerConfig) -> Worker {
+    Worker::start(store.clone(), Arc::new(registry), config)
+}
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_task_runs_once_and_its_history_tells_the_whole_story(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let worker = start(&store, Registry::with_builtins(0.01), worker_config(5));
+    let mut task = NewTask::new("sleep", json!({"ms": 10}));
+    task.name = "lifecycle".into();
+    let id = store.create_tasks(&[task]).await.unwrap()[0].task.id;
+
+    let done = wait_for_status(&*store, id, TaskStatus::Succeeded, DEADLINE).await;
+    assert_eq!(done.result, Some(json!({"slept_ms": 10})));
+    assert_eq!((done.retry_count, done.attempt, done.locked_until), (0, 1, None));
+    assert!(done.completed_at.unwrap() >= done.started_at.unwrap());
+    let history = store.history(id).await.unwrap();
+    assert_eq!(event_types(&history), ["task_queued", "task_started", "task_succeeded"]);
+    assert_eq!(history[1].worker_id.as_deref(), Some(worker.id()));
+    worker.shutdown().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn one_executor_runs_tasks_by_priority_then_in_arrival_order(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let recorder = Recorder::default();
+    for (name, priority) in [("p0-a", 0), ("p9-a", 9), ("p0-b", 0), ("p5-a", 5), ("p9-b", 9), ("p0-c", 0)] {
+        let mut task = record(name, json!({}));
+        task.priority = priority;
+        store.create_tasks(&[task]).await.unwrap();
+    }
+    let worker = start(&store, recorder.registry(), worker_config(1));
+    wait_for("all six runs", DEADLINE, || async { (recorder.runs().len() == 6).then_some(()) }).await;
+    let order: Vec<_> = recorder.runs().into_iter().map(|r| r.name).collect();
+    assert_eq!(order, ["p9-a", "p9-b", "p5-a", "p0-a", "p0-b", "p0-c"]);
+    worker.shutdown().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_scheduled_task_does_not_run_before_its_time(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let worker = start(&store, Registry::with_builtins(0.01), worker_config(2));
+    let run_at = Utc::now() + chrono::Duration::milliseconds(1500);
+    let mut task = noop("later");
+    task.run_at = Some(run_at);
+    let id = store.create_tasks(&[task]).await.unwrap()[0].task.id;
+    let done = wait_for_status(&*store, id, TaskStatus::Succeeded, DEADLINE).await;
+    assert!(done.started_at.unwrap() >= run_at, "started {:?} before {run_at:?}", done.started_at);
+    worker.shutdown().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn retries_wait_within_the_backoff_bounds_then_fail_for_good(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let worker = start(&store, Registry::with_builtins(0.01), worker_config(2));
+    let mut task = NewTask::new("fail", json!({"message": "nope"}));
+    task.max_retries = 2;
+    task.backoff_seconds = 1;
+    let id = store.create_tasks(&[task]).await.unwrap()[0].task.id;
+
+    let failed = wait_for_status(&*store, id, TaskStatus::Failed, DEADLINE).await;
+    assert_eq!((failed.retry_count, failed.attempt, failed.last_error.as_deref()), (2, 3, Some("nope")));
+    let history = store.history(id).await.unwrap();
+    assert_eq!(
+        event_types(&history),
+        [
+            "task_queued",
+            "task_started",
+            "task_failed",
+            "retry_scheduled",
+            "task_started",
+            "task_failed",
+            "retry_scheduled",
+            "task_started",
+            "task_failed",
+            "task_failed_final"
+        ]
+    );
+    let policy = RetryPolicy::default();
+    let scheduled: Vec<_> = history.iter().filter(|e| e.next_run_at.is_some()).collect();
+    for (n, event) in scheduled.iter().enumerate() {
+        let delay = (event.next_run_at.unwrap() - event.created_at).to_std().unwrap();
+        let (low, high) = policy.bounds(1, n as i32 + 1);
+        let slack = Duration::from_millis(50);
+        assert!(delay + slack >= low && delay <= high + slack, "retry {} waited {delay:?}", n + 1);
+    }
+    // And no attempt started before its retry was due.
+    let starts: Vec<_> = history.iter().filter(|e| e.status == TaskStatus::Running).skip(1).collect();
+    for (start, due) in starts.iter().zip(&scheduled) {
+        assert!(start.created_at + chrono::Duration::milliseconds(5) >= due.next_run_at.unwrap());
+    }
+    worker.shutdown().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_fatal_error_is_not_retried(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let worker = start(&store, Registry::with_builtins(0.01), worker_config(2));
+    let id = store.create_tasks(&[NewTask::new("fail", json!({"fatal": true}))]).await.unwrap()[0].task.id;
+    let failed = wait_for_status(&*store, id, TaskStatus::Failed, DEADLINE).await;
+    assert_eq!((failed.retry_count, failed.attempt), (0, 1));
+    assert_eq!(
+        event_types(&store.history(id).await.unwrap()),
+        ["task_queued", "task_started", "task_failed", "task_failed_final"]
+    );
+    worker.shutdown().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_task_past_its_timeout_is_stopped_and_retried(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let worker = start(&store, Registry::with_builtins(0.01), worker_config(2));
+    let mut task = NewTask::new("sleep", json!({"ms": 60_000}));
+    task.timeout_seconds = 1;
+    task.max_retries = 1;
+    let id = store.create_tasks(&[task]).await.unwrap()[0].task.id;
+    let failed = wait_for_status(&*store, id, TaskStatus::Failed, DEADLINE).await;
+    assert_eq!(failed.last_error.as_deref(), Some("timed out after 1s"));
+    assert_eq!(
+        event_types(&store.history(id).await.unwrap()),
+        [
+            "task_queued",
+            "task_started",
+            "timeout_occurred",
+            "retry_scheduled",
+            "task_started",
+            "timeout_occurred",
+            "task_failed_final"
+        ]
+    );
+    worker.shutdown().await;
+}
+
+struct Panics;
+
+#[async_trait::async_trait]
+impl Handler for Panics {
+    async fn run(&self, _: TaskContext) -> HandlerResult {
+        panic!("kaboom")
+    }
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_panicking_handler_is_a_failed_attempt_and_the_worker_keeps_going(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut registry = Registry::with_builtins(0.01);
+    registry.register("panics", Panics);
+    let worker = start(&store, registry, worker_config(1));
+    let mut poison = NewTask::new("panics", json!({}));
+    poison.max_retries = 1;
+    let poison = store.create_tasks(&[poison]).await.unwrap()[0].task.id;
+    let failed = wait_for_status(&*store, poison, TaskStatus::Failed, DEADLINE).await;
+    assert_eq!(failed.last_error.as_deref(), Some("handler panicked: kaboom"));
+    assert_eq!(failed.retry_count, 1);
+    let healthy = store.create_tasks(&[noop("after the panic")]).await.unwrap()[0].task.id;
+    wait_for_status(&*store, healthy, TaskStatus::Succeeded, DEADLINE).await;
+    worker.shutdown().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_task_whose_worker_died_is_rescued_and_run_again(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let recorder = Recorder::default();
+    let id = store.create_tasks(&[record("orphan", json!({}))]).await.unwrap()[0].task.id;
+    // A "worker" that claims and then vanishes: it never heartbeats, never acks.
+    store.claim("crashed-worker", 1, Duration::from_secs(600)).await.unwrap();
+    let worker = start(&store, recorder.registry(), worker_config(2));
+
+    let done = wait_for_status(&*store, id, TaskStatus::Succeeded, DEADLINE).await;
+    assert_eq!((done.attempt, done.retry_count), (2, 1));
+    assert_eq!(done.worker_id.as_deref(), Some(worker.id()));
+    assert_eq!(
+        event_types(&store.history(id).await.unwrap()),
+        [
+            "task_queued",
+            "task_started",
+            "worker_lock_expired",
+            "retry_scheduled",
+            "task_started",
+            "task_succeeded"
+        ]
+    );
+    worker.shutdown().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn three_workers_run_two_thousand_tasks_exactly_once(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let recorder = Recorder::default();
+    let workers: Vec<_> = futures_util::future::join_all((0..3).map(|_| db.store()))
+        .await
+        .into_iter()
+        .map(|store| start(&store, recorder.registry(), worker_config(4)))
+        .collect();
+    let store = db.store().await;
+    let tasks: Vec<NewTask> = (0..2000).map(|i| record(&format!("t{i}"), json!({}))).collect();
+    for chunk in tasks.chunks(500) {
+        store.create_tasks(chunk).await.unwrap();
+    }
+    wait_for("2000 successes", Duration::from_secs(120), || {
+        let store = store.clone();
+        async move {
+            let stats = taskq::store::stats(&*store).await.unwrap();
+            (stats.succeeded_tasks == 2000).then_some(())
+        }
+    })
+    .await;
+
+    let mut per_task: HashMap<uuid::Uuid, usize> = HashMap::new();
+    for run in recorder.runs() {
+        *per_task.entry(run.task_id).or_default() += 1;
+    }
+    assert_eq!(per_task.len(), 2000);
+    assert!(per_task.values().all(|&runs| runs == 1), "a task ran twice");
+    let peaks = recorder.max_running.lock().unwrap().clone();
+    assert!(peaks.values().all(|&peak| peak <= 4), "more tasks ran at once than executors: {peaks:?}");
+    let busy_workers = peaks.len();
+    for worker in workers {
+        worker.shutdown().await;
+    }
+    assert!(busy_workers >= 2, "work was shared: {peaks:?}");
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn five_hundred_executors_run_side_by_side(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let recorder = Recorder::default();
+    let tasks: Vec<NewTask> = (0..1000).map(|i| record(&format!("t{i}"), json!({"ms": 300}))).collect();
+    store.create_tasks(&tasks).await.unwrap();
+    let worker = start(&store, recorder.registry(), worker_config(500));
+    wait_for("1000 successes", Duration::from_secs(60), || {
+        let store = store.clone();
+        async move { (taskq::store::stats(&*store).await.unwrap().succeeded_tasks == 1000).then_some(()) }
+    })
+    .await;
+    let peak = *recorder.max_running.lock().unwrap().get(worker.id()).unwrap();
+    assert!(peak <= 500 && peak >= 100, "peak concurrency {peak}");
+    worker.shutdown().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn shutdown_finishes_short_tasks_and_releases_long_ones(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut config = worker_config(4);
+    config.shutdown_grace = Duration::from_millis(1500);
+    let worker = start(&store, Registry::with_builtins(0.01), config);
+    let short = store.create_tasks(&[NewTask::new("sleep", json!({"ms": 500}))]).await.unwrap()[0].task.id;
+    let long = store.create_tasks(&[NewTask::new("sleep", json!({"ms": 60_000}))]).await.unwrap()[0].task.id;
+    wait_for("both tasks to start", DEADLINE, || {
+        let store = store.clone();
+        async move { (taskq::store::stats(&*store).await.unwrap().running_tasks == 2).then_some(()) }
+    })
+    .await;
+
+    let began = std::time::Instant::now();
+    worker.shutdown().await;
+    assert!(began.elapsed() < Duration::from_secs(5), "shutdown took {:?}", began.elapsed());
+    let short = store.get_task(short).await.unwrap().unwrap();
+    assert_eq!(short.status, TaskStatus::Succeeded);
+    let long = store.get_task(long).await.unwrap().unwrap();
+    assert_eq!((long.status, long.retry_count), (TaskStatus::Queued, 0), "released without spending a retry");
+    assert_eq!(
+        event_types(&store.history(long.id).await.unwrap()),
+        ["task_queued", "task_started", "task_requeued"]
+    );
+    let late = store.create_tasks(&[noop("after shutdown")]).await.unwrap()[0].task.id;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.get_task(late).await.unwrap().unwrap().status,
+        TaskStatus::Queued,
+        "nothing claimed after"
+    );
+}

@@ -1,0 +1,7 @@
+//! The test suite: one binary, each test on its own fresh database, and every store,
+//! engine and API test run against both PostgreSQL and SQLite (rstest cases).
+
+mod api;
+mod engine;
+mod helpers;
+mod store;

@@ -1,0 +1,376 @@
+//! The store's operations, against a real database of each backend.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use rstest::rstest;
+use serde_json::json;
+use taskq::store::{
+    AttemptRef, Backend, Completion, Failure, FailureKind, ListFilter, NewTask, TaskStatus, Transition,
+    WorkerInfo,
+};
+
+use crate::helpers::*;
+
+const GRACE: Duration = Duration::from_secs(10);
+
+fn heartbeat_of(worker: &str) -> WorkerInfo {
+    WorkerInfo {
+        worker_id: worker.into(),
+        concurrency: 5,
+        running: 0,
+        started_at: Utc::now(),
+        last_seen_at: Utc::now(),
+    }
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn claim_takes_priority_first_then_fifo_and_never_more_than_asked(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut tasks = Vec::new();
+    for (name, priority) in [("low-1", 0), ("high-1", 5), ("low-2", 0), ("mid-1", 3), ("high-2", 5)] {
+        let mut task = noop(name);
+        task.priority = priority;
+        tasks.push(task);
+        // Distinct run_at even on a coarse clock.
+        store.create_tasks(std::slice::from_ref(tasks.last().unwrap())).await.unwrap();
+    }
+    let first = store.claim("w", 2, GRACE).await.unwrap();
+    let rest = store.claim("w", 10, GRACE).await.unwrap();
+    let names: Vec<_> = first.iter().chain(&rest).map(|t| t.name.as_str()).collect();
+    assert_eq!(first.len(), 2);
+    assert_eq!(names, ["high-1", "high-2", "mid-1", "low-1", "low-2"]);
+    assert!(store.claim("w", 10, GRACE).await.unwrap().is_empty());
+    for task in first.iter().chain(&rest) {
+        assert_eq!(task.status, TaskStatus::Running);
+        assert_eq!(task.attempt, 1);
+        assert_eq!(task.worker_id.as_deref(), Some("w"));
+        assert!(task.locked_until.unwrap() > task.started_at.unwrap() + chrono::Duration::seconds(39));
+    }
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn scheduled_tasks_are_not_claimed_before_run_at(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut later = noop("later");
+    later.run_at = Some(Utc::now() + chrono::Duration::milliseconds(600));
+    store.create_tasks(&[later]).await.unwrap();
+    assert!(store.claim("w", 5, GRACE).await.unwrap().is_empty());
+    let (scheduled, oldest) = store.queue_shape().await.unwrap();
+    assert_eq!((scheduled, oldest), (1, None));
+    let claimed = wait_for("the scheduled task to become claimable", Duration::from_secs(5), || {
+        let store = store.clone();
+        async move { Some(store.claim("w", 5, GRACE).await.unwrap()).filter(|c| !c.is_empty()) }
+    })
+    .await;
+    assert_eq!(claimed[0].name, "later");
+    assert!(Utc::now() >= claimed[0].run_at);
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn every_state_change_writes_its_history_event(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let created = store.create_tasks(&[noop("a"), noop("b"), noop("c")]).await.unwrap();
+    let [a, b, c] = [0, 1, 2].map(|i| created[i].task.id);
+    let claimed = store.claim("w", 3, GRACE).await.unwrap();
+    let attempt = |id| AttemptRef { task_id: id, attempt: 1 };
+    assert_eq!(claimed.len(), 3);
+    store.complete("w", &[Completion { attempt: attempt(a), result: Some(json!({"n": 1})) }]).await.unwrap();
+    let retry = Failure {
+        attempt: attempt(b),
+        kind: FailureKind::TimedOut,
+        error: "slow".into(),
+        retry_in: Some(Duration::from_secs(30)),
+    };
+    let fatal =
+        Failure { attempt: attempt(c), kind: FailureKind::Error, error: "bad".into(), retry_in: None };
+    assert_eq!(store.fail("w", &[retry, fatal]).await.unwrap().len(), 2);
+
+    let expect = [
+        (a, vec!["task_queued", "task_started", "task_succeeded"], TaskStatus::Succeeded),
+        (b, vec!["task_queued", "task_started", "timeout_occurred", "retry_scheduled"], TaskStatus::Queued),
+        (c, vec!["task_queued", "task_started", "task_failed", "task_failed_final"], TaskStatus::Failed),
+    ];
+    for (id, events, status) in expect {
+        let task = store.get_task(id).await.unwrap().unwrap();
+        let history = store.history(id).await.unwrap();
+        assert_eq!(event_types(&history), events, "history of {}", task.name);
+        assert_eq!(task.status, status);
+        assert_eq!(history.last().unwrap().status, status, "the last event agrees with the task");
+    }
+    let b_task = store.get_task(b).await.unwrap().unwrap();
+    assert_eq!((b_task.retry_count, b_task.last_error.as_deref()), (1, Some("slow")));
+    let scheduled = store.history(b).await.unwrap().pop().unwrap();
+    assert_eq!(scheduled.next_run_at, Some(b_task.run_at));
+    assert!(b_task.run_at > Utc::now() + chrono::Duration::seconds(25));
+    assert_eq!(store.get_task(a).await.unwrap().unwrap().result, Some(json!({"n": 1})));
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn outcome_writes_are_fenced_by_worker_and_attempt(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let id = store.create_tasks(&[noop("fenced")]).await.unwrap()[0].task.id;
+    store.claim("w1", 1, GRACE).await.unwrap();
+    let stale = Completion { attempt: AttemptRef { task_id: id, attempt: 1 }, result: None };
+    assert!(store.complete("w2", std::slice::from_ref(&stale)).await.unwrap().is_empty(), "another worker");
+    let wrong_attempt = Completion { attempt: AttemptRef { task_id: id, attempt: 2 }, result: None };
+    assert!(store.complete("w1", &[wrong_attempt]).await.unwrap().is_empty(), "another attempt");
+    assert_eq!(store.get_task(id).await.unwrap().unwrap().status, TaskStatus::Running);
+    assert_eq!(store.complete("w1", &[stale.clone()]).await.unwrap(), [id]);
+    assert!(store.complete("w1", &[stale]).await.unwrap().is_empty(), "a second ack changes nothing");
+    assert_eq!(
+        event_types(&store.history(id).await.unwrap()),
+        ["task_queued", "task_started", "task_succeeded"]
+    );
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn expired_lease_is_rescued_exactly_once_by_concurrent_rescuers(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut task = noop("orphan");
+    task.timeout_seconds = 1;
+    let id = store.create_tasks(&[task]).await.unwrap()[0].task.id;
+    store.heartbeat(&heartbeat_of("w1")).await.unwrap();
+    store.claim("w1", 1, Duration::ZERO).await.unwrap();
+    let retry_soon = |_: &taskq::store::Task| Some(Duration::from_secs(60));
+    assert!(store.rescue(10, &retry_soon).await.unwrap().is_empty(), "the lease still holds");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (one, two) = tokio::join!(store.rescue(10, &retry_soon), store.rescue(10, &retry_soon));
+    assert_eq!(one.unwrap().len() + two.unwrap().len(), 1);
+    let late = Completion { attempt: AttemptRef { task_id: id, attempt: 1 }, result: None };
+    assert!(store.complete("w1", &[late]).await.unwrap().is_empty(), "the late outcome is ignored");
+    let task = store.get_task(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.retry_count), (TaskStatus::Queued, 1));
+    let history = store.history(id).await.unwrap();
+    assert_eq!(
+        event_types(&history),
+        ["task_queued", "task_started", "worker_lock_expired", "retry_scheduled"]
+    );
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn tasks_of_a_worker_that_stopped_heartbeating_are_rescued_before_their_lease_ends(
+    #[case] backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let id = store.create_tasks(&[noop("orphan")]).await.unwrap()[0].task.id;
+    store.claim("never-heartbeat", 1, GRACE).await.unwrap();
+    let rescued = store.rescue(10, &|_| None).await.unwrap();
+    assert_eq!(rescued, [id]);
+    let task = store.get_task(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Failed, "no retries decided: final failure");
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn release_requeues_without_spending_a_retry(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let id = store.create_tasks(&[noop("released")]).await.unwrap()[0].task.id;
+    store.claim("w", 1, GRACE).await.unwrap();
+    assert_eq!(store.release("w", &[AttemptRef { task_id: id, attempt: 1 }]).await.unwrap(), [id]);
+    let task = store.get_task(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.retry_count, task.locked_until), (TaskStatus::Queued, 0, None));
+    let again = store.claim("w2", 1, GRACE).await.unwrap();
+    assert_eq!((again[0].id, again[0].attempt), (id, 2));
+    assert_eq!(
+        event_types(&store.history(id).await.unwrap()),
+        ["task_queued", "task_started", "task_requeued", "task_started"]
+    );
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn cancel_and_manual_retry_follow_the_state_machine(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let created = store.create_tasks(&[noop("queued"), noop("running")]).await.unwrap();
+    let (queued, running) = (created[0].task.id, created[1].task.id);
+    assert!(
+        matches!(store.cancel(queued).await.unwrap(), Transition::Done(t) if t.status == TaskStatus::Cancelled)
+    );
+    store.claim("w", 1, GRACE).await.unwrap();
+    assert_eq!(store.cancel(running).await.unwrap(), Transition::Conflict(TaskStatus::Running));
+    assert_eq!(store.cancel(queued).await.unwrap(), Transition::Conflict(TaskStatus::Cancelled));
+    assert_eq!(store.retry(running).await.unwrap(), Transition::Conflict(TaskStatus::Running));
+    assert_eq!(store.cancel(uuid::Uuid::now_v7()).await.unwrap(), Transition::NotFound);
+
+    let Transition::Done(retried) = store.retry(queued).await.unwrap() else {
+        panic!("retry of a cancelled task")
+    };
+    assert_eq!((retried.status, retried.retry_count, retried.completed_at), (TaskStatus::Queued, 0, None));
+    assert_eq!(
+        event_types(&store.history(queued).await.unwrap()),
+        ["task_queued", "task_cancelled", "task_requeued"]
+    );
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn an_idempotency_key_yields_one_task_even_under_concurrent_repeats(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let with_key = || {
+        let mut task = noop("once");
+        task.idempotency_key = Some("order-42".into());
+        task
+    };
+    let attempts = (0..8).map(|_| {
+        let store = store.clone();
+        let task = with_key();
+        async move { store.create_tasks(&[task]).await.unwrap().remove(0) }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    assert_eq!(results.iter().filter(|r| r.inserted).count(), 1);
+    assert!(results.iter().all(|r| r.task.id == results[0].task.id || r.inserted));
+    let ids: std::collections::HashSet<_> = results.iter().map(|r| r.task.id).collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(store.list_tasks(&ListFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 1);
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn stats_follow_every_transition(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut later = noop("later");
+    later.run_at = Some(Utc::now() + chrono::Duration::hours(1));
+    let created = store.create_tasks(&[noop("a"), noop("b"), noop("c"), noop("d"), later]).await.unwrap();
+    store.cancel(created[3].task.id).await.unwrap();
+    let claimed = store.claim("w", 2, GRACE).await.unwrap();
+    let attempt = |i: usize| AttemptRef { task_id: claimed[i].id, attempt: 1 };
+    store.complete("w", &[Completion { attempt: attempt(0), result: None }]).await.unwrap();
+    let failure =
+        Failure { attempt: attempt(1), kind: FailureKind::Error, error: "x".into(), retry_in: None };
+    store.fail("w", &[failure]).await.unwrap();
+    store.compact_counters().await.unwrap();
+
+    let stats = taskq::store::stats(&*store).await.unwrap();
+    assert_eq!(stats.total_tasks, 5);
+    assert_eq!(
+        (
+            stats.queued_tasks,
+            stats.running_tasks,
+            stats.succeeded_tasks,
+            stats.failed_tasks,
+            stats.cancelled_tasks
+        ),
+        (2, 0, 1, 1, 1)
+    );
+    assert_eq!(stats.scheduled_tasks, 1);
+    assert!(stats.oldest_runnable_age_seconds.is_some());
+    let finished: i64 = stats.throughput.per_minute.iter().map(|m| m.succeeded + m.failed).sum();
+    assert_eq!(finished, 2);
+
+    // A retry moves counts between statuses and into the retry figures.
+    let c = store.claim("w", 1, GRACE).await.unwrap().remove(0);
+    let retry = Failure {
+        attempt: AttemptRef { task_id: c.id, attempt: c.attempt },
+        kind: FailureKind::Error,
+        error: "again".into(),
+        retry_in: Some(Duration::from_secs(60)),
+    };
+    store.fail("w", &[retry]).await.unwrap();
+    let stats = taskq::store::stats(&*store).await.unwrap();
+    assert_eq!((stats.tasks_with_retries, stats.queued_tasks, stats.scheduled_tasks), (1, 2, 2));
+    assert!((stats.avg_retry_count - 0.2).abs() < 1e-9);
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn list_pages_newest_first_with_filters(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let tasks: Vec<NewTask> = (0..7).map(|i| noop(&format!("t{i}"))).collect();
+    store.create_tasks(&tasks).await.unwrap();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.list_tasks(&ListFilter { limit: 3, before, ..Default::default() }).await.unwrap();
+        seen.extend(page.iter().map(|t| t.name.clone()));
+        if page.len() < 3 {
+            break;
+        }
+        before = page.last().map(|t| t.id);
+    }
+    assert_eq!(seen, ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]);
+    store.cancel(tasks[2].id).await.unwrap();
+    let cancelled = ListFilter { status: Some(TaskStatus::Cancelled), limit: 10, ..Default::default() };
+    assert_eq!(store.list_tasks(&cancelled).await.unwrap()[0].name, "t2");
+    let by_type = ListFilter { task_type: Some("sleep".into()), limit: 10, ..Default::default() };
+    assert!(store.list_tasks(&by_type).await.unwrap().is_empty());
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn prune_deletes_old_terminal_tasks_with_their_history(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let created = store.create_tasks(&[noop("done"), noop("cancelled"), noop("waiting")]).await.unwrap();
+    let done = store.claim("w", 1, GRACE).await.unwrap().remove(0);
+    store
+        .complete("w", &[Completion { attempt: AttemptRef { task_id: done.id, attempt: 1 }, result: None }])
+        .await
+        .unwrap();
+    store.cancel(created[1].task.id).await.unwrap();
+    let week = Duration::from_secs(7 * 86_400);
+    assert_eq!(store.prune(week, week, 100).await.unwrap(), 0, "nothing is old enough");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.prune(Duration::ZERO, Duration::ZERO, 100).await.unwrap(), 2);
+    assert!(store.get_task(done.id).await.unwrap().is_none());
+    assert!(store.history(done.id).await.unwrap().is_empty(), "history goes with its task");
+    assert!(store.get_task(created[2].task.id).await.unwrap().is_some(), "queued tasks stay");
+    store.compact_counters().await.unwrap();
+    assert_eq!(taskq::store::stats(&*store).await.unwrap().total_tasks, 1);
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn migrations_revert_and_apply_again(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    store.create_tasks(&[noop("before")]).await.unwrap();
+    store.migrate_down().await.unwrap();
+    assert!(store.get_task(uuid::Uuid::now_v7()).await.is_err(), "the tables are gone");
+    store.migrate().await.unwrap();
+    assert_eq!(store.create_tasks(&[noop("after")]).await.unwrap().len(), 1);
+}
