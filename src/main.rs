@@ -34,6 +34,9 @@ enum Command {
     /// Exits 0 when this machine's taskq answers GET /livez on SERVER_PORT (for
     /// container health checks without curl).
     Healthcheck,
+    /// Verifies the queue's invariants over every task and its history (see
+    /// docs/reliability.md); exits 1 when one is broken.
+    Check(taskq::check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Serve => actix_web::rt::System::new().block_on(serve(config)),
         Command::Migrate { direction } => actix_web::rt::System::new().block_on(migrate(config, &direction)),
         Command::Healthcheck => healthcheck(&config),
+        Command::Check(args) => actix_web::rt::System::new().block_on(taskq::check::command(config, args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,10 +5,13 @@
 mod auth;
 mod dashboard;
 pub mod error;
+mod openapi;
 mod ops;
 mod stream;
 mod tasks;
 pub mod validate;
+
+pub use openapi::document as openapi_document;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -91,6 +94,7 @@ pub fn app(
                 cfg.configure(dashboard::routes).service(
                     web::scope("/api")
                         .route("/stats", web::get().to(ops::stats))
+                        .route("/openapi.json", web::get().to(openapi::serve))
                         .route("/tasks/stream", web::get().to(stream::stream))
                         .service(
                             web::resource("/tasks/batch")

@@ -53,6 +53,9 @@ async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics::handle().render())
 }
 
+/// Queue statistics: the original seven fields and more.
+#[utoipa::path(get, path = "/api/stats", tag = "stats",
+    responses((status = 200, body = crate::store::Stats), (status = 503, body = super::tasks::ErrorBody)))]
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     metrics::stats_query();
     Ok(HttpResponse::Ok().json(store::stats(&*state.store).await?))

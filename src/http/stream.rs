@@ -18,6 +18,10 @@ use crate::actors::messages::{Broadcast, Subscribe};
 /// vanished client is noticed (the write fails) within seconds.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
+/// Server-Sent Events: `event: stats` (a Stats object) every `STATS_INTERVAL` and
+/// `event: task` (a history event with the task's `type` and `name`) per state change.
+#[utoipa::path(get, path = "/api/tasks/stream", tag = "stats",
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String)))]
 pub async fn stream(state: web::Data<AppState>) -> Result<impl Responder, ApiError> {
     let broadcaster = state.broadcaster.as_ref().ok_or(ApiError::NotFound("not found"))?;
     let receiver = broadcaster.send(Subscribe).await.map_err(|_| ApiError::NotFound("not found"))?;

@@ -3,14 +3,13 @@
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
 use super::validate::{CreateBatch, CreateTask, MAX_BATCH};
 use crate::metrics;
-use crate::store::{ListFilter, Task, TaskStatus, Transition};
+use crate::store::{HistoryEvent, ListFilter, Task, TaskStatus, Transition};
 
 /// The default and largest page of `GET /api/tasks`.
 const PAGE: (u32, u32) = (50, 500);
@@ -30,7 +29,17 @@ fn task_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("task not found"))
 }
 
-async fn create(state: web::Data<AppState>, body: web::Json<CreateTask>) -> Result<HttpResponse, ApiError> {
+/// Create a task.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = CreateTask,
+    responses((status = 201, description = "Created", body = Task),
+              (status = 200, description = "An earlier task with the same idempotency key", body = Task),
+              (status = 400, description = "Invalid request", body = ErrorBody),
+              (status = 413, description = "Payload too large", body = ErrorBody),
+              (status = 503, description = "Database unavailable", body = ErrorBody)))]
+pub(super) async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<CreateTask>,
+) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().validate(&state.registry, state.default_timeout, "")?;
     let created = state.store.create_tasks(std::slice::from_ref(&new)).await?;
     let created = created.into_iter().next().ok_or(ApiError::NotFound("task not found"))?;
@@ -42,12 +51,32 @@ async fn create(state: web::Data<AppState>, body: web::Json<CreateTask>) -> Resu
     }
 }
 
-#[derive(Serialize)]
-struct TaskList {
-    tasks: Vec<Task>,
-    next_cursor: Option<String>,
+/// A page of tasks, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
+/// Every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong, naming the field or the problem.
+    pub error: String,
+}
+
+/// The registered task types.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskTypes {
+    pub types: Vec<String>,
+}
+
+/// Create up to 1000 tasks in one transaction.
+#[utoipa::path(post, path = "/api/tasks/batch", tag = "tasks", request_body = CreateBatch,
+    responses((status = 201, description = "All created", body = TaskList),
+              (status = 400, description = "Invalid request; nothing created", body = ErrorBody),
+              (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub(super) async fn create_batch(
     state: web::Data<AppState>,
     body: web::Json<CreateBatch>,
@@ -72,12 +101,21 @@ pub(super) async fn create_batch(
         .json(TaskList { tasks: created.into_iter().map(|c| c.task).collect(), next_cursor: None }))
 }
 
-async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// One task.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = Task), (status = 404, description = "Unknown or malformed id", body = ErrorBody)))]
+pub(super) async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let task = state.store.get_task(task_id(&id)?).await?.ok_or(ApiError::NotFound("task not found"))?;
     Ok(HttpResponse::Ok().json(task))
 }
 
-async fn history(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// A task's history, oldest first.
+#[utoipa::path(get, path = "/api/tasks/{id}/history", tag = "tasks", params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = Vec<HistoryEvent>), (status = 404, body = ErrorBody)))]
+pub(super) async fn history(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = task_id(&id)?;
     let events = state.store.history(id).await?;
     if events.is_empty() && state.store.get_task(id).await?.is_none() {
@@ -88,7 +126,7 @@ async fn history(state: web::Data<AppState>, id: web::Path<String>) -> Result<Ht
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(super) struct ListQuery {
     status: Option<String>,
     #[serde(rename = "type")]
     task_type: Option<String>,
@@ -96,7 +134,17 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+/// Tasks, newest first, one page at a time.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks",
+    params(("status" = Option<TaskStatus>, Query, description = "Only tasks with this status"),
+           ("type" = Option<String>, Query, description = "Only tasks of this type"),
+           ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
+pub(super) async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse::<TaskStatus>().map_err(ApiError::BadRequest)?),
@@ -132,14 +180,31 @@ fn transition(outcome: Transition, verb: &str, allowed: &str) -> Result<HttpResp
     }
 }
 
-async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// Cancel a queued task.
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody),
+              (status = 409, description = "The task is not queued", body = ErrorBody)))]
+pub(super) async fn cancel(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     transition(state.store.cancel(task_id(&id)?).await?, "cancelled", "queued")
 }
 
-async fn retry(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// Queue a failed or cancelled task again, with its retries restored.
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks", params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody),
+              (status = 409, description = "The task is not failed or cancelled", body = ErrorBody)))]
+pub(super) async fn retry(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     transition(state.store.retry(task_id(&id)?).await?, "retried", "failed or cancelled")
 }
 
-async fn task_types(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "types": state.registry.types() }))
+/// The registered task types.
+#[utoipa::path(get, path = "/api/task-types", tag = "tasks", responses((status = 200, body = TaskTypes)))]
+pub(super) async fn task_types(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(TaskTypes { types: state.registry.types().into_iter().map(str::to_owned).collect() })
 }

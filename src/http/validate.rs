@@ -20,27 +20,47 @@ pub const MAX_BATCH: usize = 1000;
 
 /// `POST /api/tasks`. Field names are TaskQueue-Go's, plus the scheduling and
 /// idempotency fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
+    /// 1 to 255 characters.
+    #[schema(required = true, min_length = 1, max_length = 255, example = "Send welcome email")]
     pub name: Option<String>,
+    /// A registered task type (case-insensitive); see `GET /api/task-types`.
     #[serde(rename = "type")]
+    #[schema(required = true, example = "noop")]
     pub task_type: Option<String>,
+    /// A JSON object of at most 1 MiB, checked by the type's handler.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
+    /// Higher runs first; -1000 to 1000, default 0.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i64>,
+    /// 0 to 100, default 3.
+    #[schema(minimum = 0, maximum = 100)]
     pub max_retries: Option<i64>,
+    /// 1 to 86400, default `WORKER_TIMEOUT`.
+    #[schema(minimum = 1, maximum = 86400)]
     pub timeout_seconds: Option<i64>,
+    /// Base of the exponential backoff; 0 to 86400, default 1.
+    #[schema(minimum = 0, maximum = 86400)]
     pub backoff_seconds: Option<i64>,
+    /// When the task becomes runnable (RFC 3339); not with `delay_seconds`.
     pub run_at: Option<DateTime<Utc>>,
+    /// Seconds from now until the task becomes runnable; 0 to 31536000.
+    #[schema(minimum = 0, maximum = 31536000)]
     pub delay_seconds: Option<f64>,
+    /// A repeat with the same key returns the existing task (200) instead of creating one.
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
 }
 
 /// `POST /api/tasks/batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBatch {
+    /// 1 to 1000 tasks, created in one transaction: all or none.
     pub tasks: Vec<CreateTask>,
 }
 

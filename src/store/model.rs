@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 /// Where a task is in its life. `queued` includes scheduled tasks and tasks waiting
 /// for a retry: `run_at` says when they become runnable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "task_status", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
@@ -59,7 +59,7 @@ impl std::str::FromStr for TaskStatus {
 
 /// One kind of entry in a task's history. Every state change writes exactly one or
 /// two of these in the same transaction as the change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "task_event", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
@@ -77,7 +77,7 @@ pub enum EventType {
 
 /// A task as stored. `attempt` counts claims and fences outcome writes; `locked_until`
 /// is the lease of the current attempt while `running`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Task {
     pub id: Uuid,
     pub name: String,
@@ -85,6 +85,7 @@ pub struct Task {
     #[sqlx(rename = "type")]
     pub task_type: String,
     #[sqlx(json)]
+    #[schema(value_type = Object)]
     pub payload: Value,
     pub status: TaskStatus,
     pub priority: i32,
@@ -96,6 +97,7 @@ pub struct Task {
     pub run_at: DateTime<Utc>,
     pub last_error: Option<String>,
     #[sqlx(json(nullable))]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub worker_id: Option<String>,
     pub locked_until: Option<DateTime<Utc>>,
@@ -107,7 +109,7 @@ pub struct Task {
 }
 
 /// One entry of a task's audit trail.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct HistoryEvent {
     pub id: i64,
     pub task_id: Uuid,
@@ -121,7 +123,7 @@ pub struct HistoryEvent {
 }
 
 /// A history event with the task's type and name: what the live stream sends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TaskEvent {
     #[sqlx(flatten)]
     #[serde(flatten)]
@@ -224,7 +226,7 @@ pub struct Failure {
 }
 
 /// What a worker reports about itself on every heartbeat.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkerInfo {
     pub worker_id: String,
     pub concurrency: i32,
@@ -253,14 +255,14 @@ pub struct ListFilter {
 }
 
 /// Tasks that reached a terminal failure or success in one minute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MinuteThroughput {
     pub minute: DateTime<Utc>,
     pub succeeded: i64,
     pub failed: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Throughput {
     pub window_minutes: u32,
     pub per_minute: Vec<MinuteThroughput>,
@@ -268,7 +270,7 @@ pub struct Throughput {
 
 /// The statistics snapshot of `/api/stats` and the `stats` SSE event. The first seven
 /// fields are the original API's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stats {
     pub total_tasks: i64,
     pub queued_tasks: i64,

@@ -1,1 +1,552 @@
-mod placeholder {}
+//! The HTTP API, spawned for real on port 0 with a fresh database of each backend.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rstest::rstest;
+use serde_json::{Value, json};
+use taskq::handlers::Registry;
+use taskq::store::Backend;
+
+use crate::helpers::*;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    (status, serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON ({status}): {body}")))
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn the_original_api_creates_runs_and_reports_a_task(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = app
+        .create(json!({"name": "Test Email", "type": "send_email", "priority": 5,
+                       "payload": {"to": "user@example.com", "subject": "Test", "body": "hi"}}))
+        .await;
+    for field in ["id", "name", "type", "status", "priority", "retry_count", "max_retries", "created_at"] {
+        assert!(created.get(field).is_some(), "create answer lacks {field}: {created}");
+    }
+    assert_eq!((created["status"].as_str(), created["priority"].as_i64()), (Some("queued"), Some(5)));
+    let id = created["id"].as_str().unwrap();
+
+    let task = wait_for("the email task to finish", DEADLINE, || async {
+        let task: Value = app.get(&format!("/api/tasks/{id}")).await.json().await.ok()?;
+        (task["status"] == "succeeded" || task["status"] == "failed").then_some(task)
+    })
+    .await;
+    for field in [
+        "id",
+        "name",
+        "type",
+        "payload",
+        "status",
+        "priority",
+        "retry_count",
+        "max_retries",
+        "last_error",
+        "timeout_seconds",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "completed_at",
+        "run_at",
+        "result",
+        "worker_id",
+    ] {
+        assert!(task.get(field).is_some(), "task lacks {field}: {task}");
+    }
+    let (status, history) = json_of(app.get(&format!("/api/tasks/{id}/history")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(history[0]["event_type"], "task_queued");
+    for field in
+        ["event_type", "status", "retry_count", "worker_id", "error_message", "next_run_at", "created_at"]
+    {
+        assert!(history[0].get(field).is_some(), "event lacks {field}");
+    }
+
+    let (status, stats) = json_of(app.get("/api/stats").await).await;
+    assert_eq!(status, 200);
+    for field in [
+        "total_tasks",
+        "queued_tasks",
+        "running_tasks",
+        "succeeded_tasks",
+        "failed_tasks",
+        "avg_retry_count",
+        "tasks_with_retries",
+        "cancelled_tasks",
+        "scheduled_tasks",
+        "throughput",
+        "oldest_runnable_age_seconds",
+        "live_workers",
+    ] {
+        assert!(stats.get(field).is_some(), "stats lack {field}");
+    }
+    assert_eq!(stats["total_tasks"], 1);
+    assert_eq!(stats["live_workers"], 1);
+    assert_eq!(
+        json_of(app.get("/health").await).await,
+        (200, json!({"status": "healthy", "database": "connected"}))
+    );
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn bad_requests_get_a_json_error_naming_the_problem_and_store_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let big = "x".repeat(1024 * 1024 + 10);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("malformed JSON", "{\"name\": ".into(), 400, "invalid JSON"),
+        ("not an object", "[1, 2]".into(), 400, "invalid JSON"),
+        ("missing name", json!({"type": "noop"}).to_string(), 400, "name is required"),
+        ("empty name", json!({"name": " ", "type": "noop"}).to_string(), 400, "name must not be empty"),
+        ("long name", json!({"name": "n".repeat(256), "type": "noop"}).to_string(), 400, "at most 255"),
+        ("missing type", json!({"name": "a"}).to_string(), 400, "type is required"),
+        (
+            "unknown type",
+            json!({"name": "a", "type": "teleport"}).to_string(),
+            400,
+            "not a registered task type",
+        ),
+        (
+            "unknown field",
+            json!({"name": "a", "type": "noop", "max_retry": 1}).to_string(),
+            400,
+            "unknown field `max_retry`",
+        ),
+        (
+            "wrong type",
+            json!({"name": "a", "type": "noop", "priority": "high"}).to_string(),
+            400,
+            "invalid type",
+        ),
+        (
+            "priority range",
+            json!({"name": "a", "type": "noop", "priority": 5000}).to_string(),
+            400,
+            "priority must be from -1000 to 1000",
+        ),
+        (
+            "retries range",
+            json!({"name": "a", "type": "noop", "max_retries": -1}).to_string(),
+            400,
+            "max_retries must be",
+        ),
+        (
+            "timeout range",
+            json!({"name": "a", "type": "noop", "timeout_seconds": 0}).to_string(),
+            400,
+            "timeout_seconds must be",
+        ),
+        (
+            "huge number",
+            json!({"name": "a", "type": "noop", "priority": 1e300}).to_string(),
+            400,
+            "invalid type",
+        ),
+        (
+            "payload not object",
+            json!({"name": "a", "type": "noop", "payload": [1]}).to_string(),
+            400,
+            "payload must be a JSON object",
+        ),
+        ("NUL in name", json!({"name": "a\u{0}b", "type": "noop"}).to_string(), 400, "NUL"),
+        (
+            "NUL in payload",
+            json!({"name": "a", "type": "noop", "payload": {"k": "\u{0}"}}).to_string(),
+            400,
+            "NUL",
+        ),
+        (
+            "handler validation",
+            json!({"name": "a", "type": "send_email", "payload": {"to": "x"}}).to_string(),
+            400,
+            "payload.subject is required",
+        ),
+        (
+            "both schedules",
+            json!({"name": "a", "type": "noop", "delay_seconds": 1, "run_at": "2030-01-01T00:00:00Z"})
+                .to_string(),
+            400,
+            "cannot both",
+        ),
+        (
+            "bad run_at",
+            json!({"name": "a", "type": "noop", "run_at": "tomorrow"}).to_string(),
+            400,
+            "invalid JSON",
+        ),
+        (
+            "deep nesting",
+            format!(
+                "{{\"name\":\"a\",\"type\":\"noop\",\"payload\":{}{}}}",
+                "{\"a\":".repeat(200),
+                "}".repeat(200)
+            ),
+            400,
+            "invalid JSON",
+        ),
+        (
+            "payload over 1 MiB",
+            json!({"name": "a", "type": "noop", "payload": {"blob": big}}).to_string(),
+            413,
+            "larger than",
+        ),
+    ];
+    for (what, body, expected, needle) in cases {
+        let response = app
+            .client
+            .post(app.url("/api/tasks"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, error) = json_of(response).await;
+        assert_eq!(status, expected, "{what}: {error}");
+        let message = error["error"].as_str().unwrap_or_else(|| panic!("{what}: no error field: {error}"));
+        assert!(message.contains(needle), "{what}: {message:?} does not mention {needle:?}");
+        assert!(!message.to_lowercase().contains("sqlx"), "{what}: leaks internals: {message}");
+    }
+    let (_, unknown) = json_of(app.post("/api/tasks", &json!({"name": "a", "type": "nope"})).await).await;
+    assert_eq!(
+        unknown["known_types"],
+        json!(["fail", "noop", "run_query", "send_email", "sleep", "webhook"])
+    );
+    let (_, stats) = json_of(app.get("/api/stats").await).await;
+    assert_eq!(stats["total_tasks"], 0, "no rejected request stored a task");
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn unknown_and_malformed_ids_are_not_found(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let unknown = uuid::Uuid::now_v7();
+    for path in [
+        format!("/api/tasks/{unknown}"),
+        format!("/api/tasks/{unknown}/history"),
+        "/api/tasks/not-a-uuid".into(),
+        "/api/tasks/1%27%20OR%201=1/history".into(),
+    ] {
+        let (status, body) = json_of(app.get(&path).await).await;
+        assert_eq!((status, body["error"].as_str()), (404, Some("task not found")), "{path}");
+    }
+    for action in ["cancel", "retry"] {
+        let (status, _) =
+            json_of(app.post(&format!("/api/tasks/{unknown}/{action}"), &json!({})).await).await;
+        assert_eq!(status, 404);
+    }
+    let (status, _) = json_of(app.get("/api/nothing-here").await).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn tasks_are_listed_newest_first_page_by_page_with_filters(#[case] backend: Backend) {
+    let app =
+        spawn_app_with(backend, Registry::with_builtins(0.01), |c| c.role = taskq::config::Role::Server)
+            .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let kind = if i % 2 == 0 { "noop" } else { "sleep" };
+        ids.push(
+            app.create(json!({"name": format!("t{i}"), "type": kind, "delay_seconds": 3600})).await["id"]
+                .clone(),
+        );
+    }
+    let (_, first) = json_of(app.get("/api/tasks?limit=2").await).await;
+    assert_eq!(
+        first["tasks"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect::<Vec<_>>(),
+        [json!("t4"), json!("t3")]
+    );
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = json_of(app.get(&format!("/api/tasks?limit=2&cursor={cursor}")).await).await;
+    assert_eq!(second["tasks"][0]["name"], "t2");
+    let (_, sleeps) = json_of(app.get("/api/tasks?type=SLEEP&status=queued").await).await;
+    assert_eq!(sleeps["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(sleeps["next_cursor"], Value::Null);
+    for bad in ["status=done", "limit=0", "limit=501", "cursor=xyz", "colour=red"] {
+        let (status, body) = json_of(app.get(&format!("/api/tasks?{bad}")).await).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn cancel_and_retry_move_tasks_or_answer_409(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let later = app.create(json!({"name": "later", "type": "noop", "delay_seconds": 3600})).await;
+    let id = later["id"].as_str().unwrap();
+    let (status, cancelled) = json_of(app.post(&format!("/api/tasks/{id}/cancel"), &json!({})).await).await;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")));
+    let (status, conflict) = json_of(app.post(&format!("/api/tasks/{id}/cancel"), &json!({})).await).await;
+    assert_eq!((status, conflict["status"].as_str()), (409, Some("cancelled")));
+
+    let failing = app.create(json!({"name": "f", "type": "fail", "payload": {"fatal": true}})).await;
+    let fid = failing["id"].as_str().unwrap();
+    app.wait_for_status(fid, "failed", DEADLINE).await;
+    let (status, retried) = json_of(app.post(&format!("/api/tasks/{fid}/retry"), &json!({})).await).await;
+    assert_eq!((status, retried["retry_count"].as_i64()), (200, Some(0)));
+    app.wait_for_status(fid, "failed", DEADLINE).await;
+    let (_, history) = json_of(app.get(&format!("/api/tasks/{fid}/history")).await).await;
+    let events: Vec<_> =
+        history.as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(
+        events,
+        [
+            "task_queued",
+            "task_started",
+            "task_failed",
+            "task_failed_final",
+            "task_requeued",
+            "task_started",
+            "task_failed",
+            "task_failed_final"
+        ]
+    );
+    let ok = app.create(json!({"name": "ok", "type": "noop"})).await;
+    let oid = ok["id"].as_str().unwrap();
+    app.wait_for_status(oid, "succeeded", DEADLINE).await;
+    let (status, _) = json_of(app.post(&format!("/api/tasks/{oid}/retry"), &json!({})).await).await;
+    assert_eq!(status, 409, "a succeeded task is not retried");
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn concurrent_repeats_of_an_idempotency_key_create_one_task(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = json!({"name": "charge", "type": "noop", "idempotency_key": "charge-7", "delay_seconds": 60});
+    let answers = futures_util::future::join_all((0..20).map(|_| app.post("/api/tasks", &body))).await;
+    let mut created = 0;
+    let mut ids = std::collections::HashSet::new();
+    for answer in answers {
+        let (status, task) = json_of(answer).await;
+        assert!(status == 201 || status == 200, "{status}: {task}");
+        created += usize::from(status == 201);
+        ids.insert(task["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!((created, ids.len()), (1, 1));
+    let (_, stats) = json_of(app.get("/api/stats").await).await;
+    assert_eq!(stats["total_tasks"], 1);
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_batch_is_created_all_or_nothing(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tasks: Vec<Value> = (0..1000).map(|i| json!({"name": format!("b{i}"), "type": "noop"})).collect();
+    let (status, created) = json_of(app.post("/api/tasks/batch", &json!({"tasks": tasks})).await).await;
+    assert_eq!(status, 201);
+    assert_eq!(created["tasks"].as_array().unwrap().len(), 1000);
+
+    let mut bad = tasks.clone();
+    bad[500] = json!({"name": "b500", "type": "noop", "priority": 99999});
+    let (status, error) = json_of(app.post("/api/tasks/batch", &json!({"tasks": bad})).await).await;
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().unwrap().starts_with("tasks[500].priority"), "{error}");
+    let too_many: Vec<Value> = (0..1001).map(|i| json!({"name": format!("x{i}"), "type": "noop"})).collect();
+    let (status, _) = json_of(app.post("/api/tasks/batch", &json!({"tasks": too_many})).await).await;
+    assert_eq!(status, 400);
+    let (_, stats) = json_of(app.get("/api/stats").await).await;
+    assert_eq!(stats["total_tasks"], 1000, "the rejected batches stored nothing");
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn with_api_token_set_every_api_route_needs_a_valid_bearer_token() {
+    let app = spawn_app_with(Backend::Sqlite, Registry::with_builtins(0.01), |c| {
+        c.api_tokens = vec!["current".into(), "previous".into()];
+    })
+    .await;
+    for path in ["/api/stats", "/api/tasks", "/api/task-types", "/api/tasks/stream"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 401, "{path}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let wrong = app.client.get(app.url(path)).bearer_auth("guess").send().await.unwrap();
+        assert_eq!(wrong.status(), 401, "{path} with a wrong token");
+    }
+    for token in ["current", "previous"] {
+        let ok = app.client.get(app.url("/api/stats")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(ok.status(), 200, "token {token}");
+    }
+    for open in ["/livez", "/health", "/metrics", "/"] {
+        assert_eq!(app.get(open).await.status(), 200, "{open} stays open for probes and the page itself");
+    }
+    let response = app
+        .client
+        .get(app.url("/api/stats"))
+        .header("Origin", "https://evil.example")
+        .bearer_auth("current")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("access-control-allow-origin").is_none(), "no CORS unless configured");
+    app.stop().await;
+}
+
+/// Reads SSE frames from a response until `enough` says stop.
+async fn read_events(
+    response: reqwest::Response,
+    mut enough: impl FnMut(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !enough(&events) {
+        let chunk =
+            tokio::time::timeout_at(deadline, stream.next()).await.expect("events in time").unwrap().unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let name = frame.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message").to_owned();
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                events.push((name, serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn the_stream_sends_stats_and_task_events(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.get("/api/tasks/stream").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let first = read_events(response, |events| !events.is_empty()).await;
+    assert_eq!(first[0].0, "stats");
+    let stream = app.get("/api/tasks/stream").await;
+    let created = app.create(json!({"name": "streamed", "type": "noop"})).await;
+    let events = read_events(stream, |events| {
+        events.iter().any(|(name, e)| name == "task" && e["event_type"] == "task_succeeded")
+    })
+    .await;
+    let task_events: Vec<_> = events.iter().filter(|(name, _)| name == "task").map(|(_, e)| e).collect();
+    assert!(
+        task_events
+            .iter()
+            .all(|e| e["task_id"] == created["id"] && e["name"] == "streamed" && e["type"] == "noop")
+    );
+    assert!(events.iter().any(|(name, s)| name == "stats" && s["total_tasks"] == 1));
+    app.stop().await;
+}
+
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[actix_rt::test]
+async fn a_thousand_stream_clients_cost_one_stats_query_per_tick() {
+    let app = spawn_app_with(Backend::Postgres, Registry::with_builtins(0.01), |c| {
+        c.role = taskq::config::Role::Server;
+        c.stats_interval = Duration::from_millis(250);
+        c.db_max_connections = 5;
+    })
+    .await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let streams =
+        futures_util::future::join_all((0..1000).map(|_| client.get(app.url("/api/tasks/stream")).send()))
+            .await;
+    let streams: Vec<_> = streams.into_iter().map(|r| r.unwrap()).collect();
+    assert!(streams.iter().all(|s| s.status() == 200));
+    let metrics = |app: &TestApp| {
+        let app_client = app.client.clone();
+        let url = app.url("/metrics");
+        async move { app_client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    wait_for("all clients registered", DEADLINE, || async {
+        (counter(&metrics(&app).await, "taskq_stream_clients") >= 1000.0).then_some(())
+    })
+    .await;
+    let before = counter(&metrics(&app).await, "taskq_stats_queries_total");
+    let window = Duration::from_secs(3);
+    tokio::time::sleep(window).await; // the measured window itself, not a wait for a condition
+    let after = counter(&metrics(&app).await, "taskq_stats_queries_total");
+    // Each /metrics scrape computes one snapshot too (counted apart: it is not a stats query).
+    let ticks = window.as_secs_f64() / 0.25;
+    let queries = after - before;
+    assert!(queries <= ticks + 2.0, "{queries} stats queries in {ticks} ticks with 1000 clients");
+    assert!(queries >= 1.0, "the broadcaster ticked");
+    drop(streams);
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn probes_metrics_types_and_the_dashboard_answer(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(json_of(app.get("/livez").await).await.0, 200);
+    assert_eq!(json_of(app.get("/readyz").await).await.0, 200);
+    let (_, types) = json_of(app.get("/api/task-types").await).await;
+    assert_eq!(types["types"], json!(["fail", "noop", "run_query", "send_email", "sleep", "webhook"]));
+    let id = app.create(json!({"name": "m", "type": "noop"})).await["id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&id, "succeeded", DEADLINE).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for name in [
+        "taskq_tasks_created_total",
+        "taskq_task_attempts_total",
+        "taskq_task_duration_seconds_bucket",
+        "taskq_queue_depth",
+        "taskq_oldest_runnable_task_age_seconds",
+        "taskq_executor_utilization",
+        "taskq_http_requests_total",
+        "taskq_http_request_duration_seconds",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
+    let page = app.get("/").await;
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().await.unwrap().contains("<html"));
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_committed_openapi_document_matches_the_code() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let served = app.get("/api/openapi.json").await.text().await.unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &served).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == served,
+        "docs/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test the_committed_openapi_document` and commit it"
+    );
+    let document: Value = serde_json::from_str(&served).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    app.stop().await;
+}

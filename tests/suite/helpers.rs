@@ -144,8 +144,6 @@ pub fn noop(name: &str) -> NewTask {
 pub struct Run {
     pub task_id: Uuid,
     pub name: String,
-    pub worker_id: String,
-    pub attempt: i32,
 }
 
 /// A handler that records every run, tracks how many run at once per worker, and
@@ -184,8 +182,6 @@ impl Handler for Recorder {
         self.runs.lock().unwrap().push(Run {
             task_id: task.id,
             name: task.name.clone(),
-            worker_id: worker.clone(),
-            attempt: task.attempt,
         });
         if let Some(ms) = task.payload.get("ms").and_then(Value::as_u64) {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -204,11 +200,11 @@ pub fn record(name: &str, payload: Value) -> NewTask {
 /// A running application and a client for it.
 pub struct TestApp {
     pub address: String,
-    pub store: Arc<dyn Store>,
     pub client: reqwest::Client,
     pub shutdown: ShutdownHandle,
     pub stopped: tokio::task::JoinHandle<anyhow::Result<()>>,
-    pub db: TestDb,
+    /// Dropped (and the database with it) when the app is.
+    _db: TestDb,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -228,10 +224,9 @@ pub async fn spawn_app_with(
     }
     let app = Application::build(config, registry).await.expect("the app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let store = app.store();
     let shutdown = app.shutdown_handle();
     let stopped = actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { address, store, client: reqwest::Client::new(), shutdown, stopped, db }
+    TestApp { address, client: reqwest::Client::new(), shutdown, stopped, _db: db }
 }
 
 impl TestApp {

@@ -1,0 +1,1202 @@
+//! The invariant checker: proof, from the database alone, that nothing was lost and
+//! that every task's history tells the truth.
+//!
+//! [`check`] reads every task, its history and (when present) the test ledger in one
+//! consistent snapshot, and [`verify`] holds them against the invariants below. The
+//! fault-injection suite (`tests/faults`) runs it after every fault; an operator runs
+//! the same code against a live database with `taskq check` (add `--settled` when
+//! the fleet is idle, so that the invariants that only hold at rest are checked too).
+//!
+//! | # | invariant |
+//! |---|---|
+//! | 1 | every task acknowledged with 201 is stored |
+//! | 2 | at rest (`settled`), nothing is `running` and nothing runnable is `queued` |
+//! | 3 | each history starts with `task_queued`, follows the state machine, and its last event agrees with the task |
+//! | 4 | `retry_count` equals the retries scheduled and never exceeds `max_retries`; a `failed` task used its retries or hit a fatal error |
+//! | 5 | at most one `task_succeeded` per task, exactly one when `succeeded` |
+//! | 6 | no two attempts of a task overlap, unless the earlier one's lease expired |
+//! | 7 | no outcome from a worker after its lease on that attempt expired |
+//! | 8 | after a terminal event only an explicit manual retry follows |
+//! | 9 | every retry delay lies within the backoff bounds, and no retry starts early |
+//! | 10 | every state change has its event from the same transaction (same timestamp, attempt count, worker) |
+//! | 11 | every ledger entry of a test handler is explained by the history |
+//!
+//! # The ledger
+//!
+//! A test handler that wants its side effects audited writes one row per run into
+//! [`LEDGER_TABLE`] (see [`LEDGER_DDL_POSTGRES`] / [`LEDGER_DDL_SQLITE`]): the task,
+//! the attempt (`TaskContext::attempt`), the worker, and when the run began and ended.
+//! Double execution then becomes visible: every row must match the history's start of
+//! that attempt by that worker, no attempt may run twice, and two runs of one task may
+//! overlap in time only when the earlier one lost its lease (`worker_lock_expired`).
+//! taskq itself never writes the ledger; `taskq-testbed` does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use uuid::Uuid;
+
+use crate::backoff::RetryPolicy;
+use crate::store::{EventType, HistoryEvent, Task, TaskStatus};
+
+/// The table a test handler records its runs in.
+pub const LEDGER_TABLE: &str = "taskq_ledger";
+
+/// The ledger on PostgreSQL.
+pub const LEDGER_DDL_POSTGRES: &str = r#"
+CREATE TABLE IF NOT EXISTS taskq_ledger (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id     uuid        NOT NULL,
+    attempt     integer     NOT NULL,
+    worker_id   text        NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz
+)"#;
+
+/// The ledger on SQLite (times as RFC 3339 text, ids as UUID blobs, like the store).
+pub const LEDGER_DDL_SQLITE: &str = r#"
+CREATE TABLE IF NOT EXISTS taskq_ledger (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id     BLOB    NOT NULL,
+    attempt     INTEGER NOT NULL,
+    worker_id   TEXT    NOT NULL,
+    started_at  TEXT    NOT NULL,
+    finished_at TEXT
+)"#;
+
+/// Tasks read per page: bounds the checker's memory on a large table.
+const PAGE: i64 = 5_000;
+
+/// What the checker needs to know beyond the database.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The fleet's retry policy (`RETRY_MAX_BACKOFF`), for the backoff bounds.
+    pub policy: RetryPolicy,
+    /// The lease grace the workers add to `timeout_seconds` (10 s by default).
+    pub lease_grace: Duration,
+    /// The fleet is at rest: check invariant 2.
+    pub settled: bool,
+    /// How long a runnable task may wait at rest (a retry that just came due) and the
+    /// tolerance of time comparisons between clocks.
+    pub slack: Duration,
+    /// Ids that `POST /api/tasks` acknowledged with 201 (invariant 1).
+    pub acknowledged: Vec<Uuid>,
+    /// Task types whose handler writes the ledger: a success of theirs must be there.
+    pub ledger_types: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            policy: RetryPolicy::default(),
+            lease_grace: crate::config::WorkerConfig::default().lease_grace,
+            settled: false,
+            slack: Duration::from_secs(2),
+            acknowledged: Vec::new(),
+            ledger_types: vec!["ledger".into()],
+        }
+    }
+}
+
+/// The invariants, numbered as in the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    Stored = 1,
+    Settled = 2,
+    HistoryShape = 3,
+    Retries = 4,
+    SingleSuccess = 5,
+    NoOverlap = 6,
+    FencedOutcome = 7,
+    TerminalIsFinal = 8,
+    BackoffBounds = 9,
+    SameTransaction = 10,
+    LedgerExplained = 11,
+}
+
+impl Invariant {
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+}
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    pub task_id: Option<Uuid>,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invariant {} ({:?})", self.invariant.number(), self.invariant)?;
+        if let Some(id) = self.task_id {
+            write!(f, " task {id}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+/// One run of a ledger-writing handler.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct LedgerRun {
+    pub task_id: Uuid,
+    pub attempt: i32,
+    pub worker_id: String,
+    pub started_at: DateTime<Utc>,
+    /// `None` when the process died during the run.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub tasks: usize,
+    pub events: usize,
+    pub ledger_runs: usize,
+    pub by_status: BTreeMap<String, usize>,
+    /// Acknowledged ids that are not stored (counted also as violations).
+    pub lost: usize,
+    /// Attempts rescued after their worker vanished (`worker_lock_expired`).
+    pub rescued_attempts: usize,
+    /// Ledger runs beyond the first per task: executions the history explains as retries.
+    pub repeated_runs: usize,
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// A one-line summary.
+    pub fn summary(&self) -> String {
+        let statuses: Vec<String> = self.by_status.iter().map(|(s, n)| format!("{s}={n}")).collect();
+        format!(
+            "{} tasks ({}), {} events, {} ledger runs, lost={}, rescued attempts={}, repeated runs={}, violations={}",
+            self.tasks,
+            statuses.join(" "),
+            self.events,
+            self.ledger_runs,
+            self.lost,
+            self.rescued_attempts,
+            self.repeated_runs,
+            self.violations.len()
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot read the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("unsupported database URL {0:?}: expected postgres://, postgresql:// or sqlite://")]
+    UnsupportedUrl(String),
+}
+
+/// Reads the database at `url` in one snapshot and verifies every invariant.
+pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
+    let mut source = Source::open(url).await?;
+    let mut report = Report::default();
+    let now = source.now().await?;
+    let has_ledger = source.has_ledger().await?;
+    let mut acknowledged: Vec<Uuid> = options.acknowledged.clone();
+    acknowledged.sort_unstable();
+    acknowledged.dedup();
+    let mut found = vec![false; acknowledged.len()];
+
+    let mut after: Option<Uuid> = None;
+    loop {
+        let tasks = source.tasks(after).await?;
+        let (Some(first), Some(last)) = (tasks.first(), tasks.last()) else { break };
+        let (first, last) = (first.id, last.id);
+        let history = source.history(first, last).await?;
+        let ledger = if has_ledger { source.ledger(first, last).await? } else { Vec::new() };
+        for task in &tasks {
+            if let Ok(index) = acknowledged.binary_search(&task.id) {
+                found[index] = true;
+            }
+        }
+        report.events += history.len();
+        report.ledger_runs += ledger.len();
+        verify_page(&tasks, history, ledger, options, now, &mut report);
+        after = Some(last);
+        if (tasks.len() as i64) < PAGE {
+            break;
+        }
+    }
+    source.close().await;
+
+    for (id, _) in acknowledged.iter().zip(&found).filter(|(_, found)| !**found) {
+        report.lost += 1;
+        report.violations.push(Violation {
+            invariant: Invariant::Stored,
+            task_id: Some(*id),
+            detail: "acknowledged with 201 but not stored".into(),
+        });
+    }
+    Ok(report)
+}
+
+/// Verifies tasks, their events and ledger runs already in memory (one page of a
+/// check, or a test's hand-made history). `now` is the database's time.
+pub fn verify(
+    tasks: &[Task],
+    history: Vec<HistoryEvent>,
+    ledger: Vec<LedgerRun>,
+    options: &Options,
+    now: DateTime<Utc>,
+) -> Report {
+    let mut report = Report::default();
+    report.events = history.len();
+    report.ledger_runs = ledger.len();
+    verify_page(tasks, history, ledger, options, now, &mut report);
+    let stored: std::collections::HashSet<Uuid> = tasks.iter().map(|t| t.id).collect();
+    for id in options.acknowledged.iter().filter(|id| !stored.contains(id)) {
+        report.lost += 1;
+        report.violations.push(Violation {
+            invariant: Invariant::Stored,
+            task_id: Some(*id),
+            detail: "acknowledged with 201 but not stored".into(),
+        });
+    }
+    report
+}
+
+fn verify_page(
+    tasks: &[Task],
+    history: Vec<HistoryEvent>,
+    ledger: Vec<LedgerRun>,
+    options: &Options,
+    now: DateTime<Utc>,
+    report: &mut Report,
+) {
+    let mut events: HashMap<Uuid, Vec<HistoryEvent>> = HashMap::new();
+    for event in history {
+        events.entry(event.task_id).or_default().push(event);
+    }
+    let mut runs: HashMap<Uuid, Vec<LedgerRun>> = HashMap::new();
+    for run in ledger {
+        runs.entry(run.task_id).or_default().push(run);
+    }
+    for task in tasks {
+        report.tasks += 1;
+        *report.by_status.entry(task.status.as_str().to_owned()).or_default() += 1;
+        let mut history = events.remove(&task.id).unwrap_or_default();
+        history.sort_by_key(|e| e.id);
+        let mut task_runs = runs.remove(&task.id).unwrap_or_default();
+        task_runs.sort_by_key(|r| (r.attempt, r.started_at));
+        let mut checker = TaskCheck { task, options, now, violations: &mut report.violations };
+        let attempts = checker.history(&history);
+        report.rescued_attempts += attempts.iter().filter(|a| a.end == Some(EventType::WorkerLockExpired)).count();
+        report.repeated_runs += task_runs.len().saturating_sub(1);
+        checker.ledger(&attempts, &task_runs);
+    }
+    // Ledger rows of tasks that do not exist (or belong to no task in this page, which
+    // cannot happen: pages cover id ranges).
+    for (task_id, runs) in runs {
+        report.violations.push(Violation {
+            invariant: Invariant::LedgerExplained,
+            task_id: Some(task_id),
+            detail: format!("{} ledger run(s) of a task that is not stored", runs.len()),
+        });
+    }
+}
+
+/// One attempt as the history tells it.
+#[derive(Debug, Clone)]
+struct Attempt {
+    number: i32,
+    worker_id: Option<String>,
+    started_at: DateTime<Utc>,
+    /// The event that ended the attempt; `None` while it runs.
+    end: Option<EventType>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+struct TaskCheck<'a> {
+    task: &'a Task,
+    options: &'a Options,
+    now: DateTime<Utc>,
+    violations: &'a mut Vec<Violation>,
+}
+
+fn slack(options: &Options) -> chrono::Duration {
+    chrono::Duration::from_std(options.slack).unwrap_or_default()
+}
+
+/// The status a task has right after an event of this type (failure events carry the
+/// status the retry decision gave the task, checked with their partner event).
+fn status_after(event: EventType) -> Option<TaskStatus> {
+    match event {
+        EventType::TaskQueued | EventType::RetryScheduled | EventType::TaskRequeued => Some(TaskStatus::Queued),
+        EventType::TaskStarted => Some(TaskStatus::Running),
+        EventType::TaskSucceeded => Some(TaskStatus::Succeeded),
+        EventType::TaskFailedFinal => Some(TaskStatus::Failed),
+        EventType::TaskCancelled => Some(TaskStatus::Cancelled),
+        EventType::TaskFailed | EventType::TimeoutOccurred | EventType::WorkerLockExpired => None,
+    }
+}
+
+fn is_failure(event: EventType) -> bool {
+    matches!(event, EventType::TaskFailed | EventType::TimeoutOccurred | EventType::WorkerLockExpired)
+}
+
+/// The note `Store::retry` writes on a manual retry's `task_requeued`.
+const MANUAL_RETRY: &str = "manual retry";
+
+impl TaskCheck<'_> {
+    fn violation(&mut self, invariant: Invariant, detail: String) {
+        self.violations.push(Violation { invariant, task_id: Some(self.task.id), detail });
+    }
+
+    /// Walks the history through the state machine; returns the attempts it saw.
+    fn history(&mut self, history: &[HistoryEvent]) -> Vec<Attempt> {
+        let task = self.task;
+        let slack = slack(self.options);
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let Some(first) = history.first() else {
+            self.violation(Invariant::HistoryShape, "the task has no history".into());
+            return attempts;
+        };
+        if first.event_type != EventType::TaskQueued {
+            self.violation(Invariant::HistoryShape, format!("history starts with {:?}", first.event_type));
+        }
+
+        let mut state: Option<TaskStatus> = None;
+        let mut retries = 0;
+        let mut successes = 0;
+        // A failure event waiting for its decision (retry_scheduled / task_failed_final).
+        let mut pending_failure: Option<&HistoryEvent> = None;
+        // When the next attempt may start at the earliest (the last retry's due time).
+        let mut due: Option<DateTime<Utc>> = None;
+
+        for (index, event) in history.iter().enumerate() {
+            let kind = event.event_type;
+            let previous = state;
+            if let Some(failure) = pending_failure.take() {
+                match kind {
+                    EventType::RetryScheduled | EventType::TaskFailedFinal => {
+                        if failure.status != event.status || failure.retry_count != event.retry_count {
+                            self.violation(
+                                Invariant::SameTransaction,
+                                format!(
+                                    "event {} ({kind:?}) and its failure {} disagree on status or retry count",
+                                    event.id, failure.id
+                                ),
+                            );
+                        }
+                    }
+                    other => self.violation(
+                        Invariant::HistoryShape,
+                        format!("failure event {} is followed by {other:?}, not by its retry decision", failure.id),
+                    ),
+                }
+            }
+            if let Some(expected) = status_after(kind)
+                && event.status != expected
+            {
+                self.violation(
+                    Invariant::HistoryShape,
+                    format!("event {} ({kind:?}) records status {:?}", event.id, event.status),
+                );
+            }
+
+            // Invariant 8: after a terminal state only a manual retry.
+            if let Some(terminal) = previous.filter(|s| s.is_terminal()) {
+                let manual = kind == EventType::TaskRequeued
+                    && event.error_message.as_deref() == Some(MANUAL_RETRY)
+                    && terminal != TaskStatus::Succeeded;
+                if !manual {
+                    self.violation(
+                        Invariant::TerminalIsFinal,
+                        format!("{kind:?} (event {}) follows the terminal status {terminal:?}", event.id),
+                    );
+                }
+            }
+
+            match kind {
+                EventType::TaskQueued => {
+                    if index != 0 {
+                        self.violation(Invariant::HistoryShape, format!("a second task_queued (event {})", event.id));
+                    }
+                    state = Some(TaskStatus::Queued);
+                }
+                EventType::TaskStarted => {
+                    if previous == Some(TaskStatus::Running) {
+                        self.violation(
+                            Invariant::NoOverlap,
+                            format!("attempt {} started while attempt {} was running", attempts.len() + 1, attempts.len()),
+                        );
+                    } else if previous != Some(TaskStatus::Queued) {
+                        self.violation(
+                            Invariant::HistoryShape,
+                            format!("task_started (event {}) from status {previous:?}", event.id),
+                        );
+                    }
+                    if let Some(due) = due.take()
+                        && event.created_at + slack < due
+                    {
+                        self.violation(
+                            Invariant::BackoffBounds,
+                            format!("attempt {} started at {} before its retry was due at {due}", attempts.len() + 1, event.created_at),
+                        );
+                    }
+                    if let Some(open) = attempts.last_mut().filter(|a| a.end.is_none()) {
+                        open.end = Some(EventType::TaskStarted);
+                        open.ended_at = Some(event.created_at);
+                    }
+                    attempts.push(Attempt {
+                        number: attempts.len() as i32 + 1,
+                        worker_id: event.worker_id.clone(),
+                        started_at: event.created_at,
+                        end: None,
+                        ended_at: None,
+                    });
+                    state = Some(TaskStatus::Running);
+                }
+                EventType::TaskSucceeded | EventType::TaskFailed | EventType::TimeoutOccurred => {
+                    self.outcome(event, previous, attempts.last_mut());
+                    if kind == EventType::TaskSucceeded {
+                        successes += 1;
+                        state = Some(TaskStatus::Succeeded);
+                    } else {
+                        pending_failure = Some(event);
+                        state = Some(event.status);
+                    }
+                }
+                EventType::WorkerLockExpired => {
+                    if previous != Some(TaskStatus::Running) {
+                        self.violation(
+                            Invariant::HistoryShape,
+                            format!("worker_lock_expired (event {}) from status {previous:?}", event.id),
+                        );
+                    }
+                    if let Some(attempt) = attempts.last_mut().filter(|a| a.end.is_none()) {
+                        attempt.end = Some(kind);
+                        attempt.ended_at = Some(event.created_at);
+                    }
+                    pending_failure = Some(event);
+                    state = Some(event.status);
+                }
+                EventType::RetryScheduled => {
+                    if !history.get(index.wrapping_sub(1)).is_some_and(|e| is_failure(e.event_type)) {
+                        self.violation(
+                            Invariant::HistoryShape,
+                            format!("retry_scheduled (event {}) without a failed attempt before it", event.id),
+                        );
+                    }
+                    retries += 1;
+                    if event.retry_count != retries {
+                        self.violation(
+                            Invariant::Retries,
+                            format!("retry_scheduled (event {}) says retry {}, but it is retry {retries}", event.id, event.retry_count),
+                        );
+                    }
+                    self.backoff(event);
+                    due = event.next_run_at;
+                    state = Some(TaskStatus::Queued);
+                }
+                EventType::TaskFailedFinal => {
+                    let cause = history.get(index.wrapping_sub(1)).filter(|e| is_failure(e.event_type));
+                    match cause {
+                        None => self.violation(
+                            Invariant::HistoryShape,
+                            format!("task_failed_final (event {}) without a failed attempt before it", event.id),
+                        ),
+                        // Retries left: only a fatal handler error may fail the task.
+                        Some(cause) if event.retry_count < task.max_retries && cause.event_type != EventType::TaskFailed => {
+                            self.violation(
+                                Invariant::Retries,
+                                format!(
+                                    "failed for good after {:?} with {} of {} retries used",
+                                    cause.event_type, event.retry_count, task.max_retries
+                                ),
+                            )
+                        }
+                        Some(_) => {}
+                    }
+                    state = Some(TaskStatus::Failed);
+                }
+                EventType::TaskCancelled => {
+                    if previous != Some(TaskStatus::Queued) {
+                        self.violation(
+                            Invariant::HistoryShape,
+                            format!("task_cancelled (event {}) from status {previous:?}", event.id),
+                        );
+                    }
+                    state = Some(TaskStatus::Cancelled);
+                }
+                EventType::TaskRequeued => {
+                    match previous {
+                        // Released by a worker shutting down: the attempt ends, no retry spent.
+                        Some(TaskStatus::Running) => {
+                            if let Some(attempt) = attempts.last_mut().filter(|a| a.end.is_none()) {
+                                attempt.end = Some(kind);
+                                attempt.ended_at = Some(event.created_at);
+                                if attempt.worker_id != event.worker_id {
+                                    let detail = format!(
+                                        "attempt {} was released by {:?}, not by its worker {:?}",
+                                        attempt.number, event.worker_id, attempt.worker_id
+                                    );
+                                    self.violation(Invariant::FencedOutcome, detail);
+                                }
+                            }
+                        }
+                        // A manual retry restores the retries.
+                        Some(TaskStatus::Failed | TaskStatus::Cancelled) => {
+                            retries = 0;
+                            due = None;
+                        }
+                        other => self.violation(
+                            Invariant::HistoryShape,
+                            format!("task_requeued (event {}) from status {other:?}", event.id),
+                        ),
+                    }
+                    if event.retry_count != retries {
+                        self.violation(
+                            Invariant::Retries,
+                            format!("task_requeued (event {}) records retry count {}, expected {retries}", event.id, event.retry_count),
+                        );
+                    }
+                    state = Some(TaskStatus::Queued);
+                }
+            }
+            if !matches!(kind, EventType::RetryScheduled | EventType::TaskRequeued | EventType::TaskQueued)
+                && event.retry_count != retries
+                && !is_failure(kind)
+                && kind != EventType::TaskFailedFinal
+            {
+                self.violation(
+                    Invariant::Retries,
+                    format!("{kind:?} (event {}) records retry count {}, expected {retries}", event.id, event.retry_count),
+                );
+            }
+            if is_failure(kind) || kind == EventType::TaskFailedFinal {
+                // A failure event carries the count after its decision.
+                let after_decision = if event.status == TaskStatus::Queued { retries + 1 } else { retries };
+                let expected = if kind == EventType::TaskFailedFinal { retries } else { after_decision };
+                if event.retry_count != expected {
+                    self.violation(
+                        Invariant::Retries,
+                        format!("{kind:?} (event {}) records retry count {}, expected {expected}", event.id, event.retry_count),
+                    );
+                }
+            }
+        }
+        if let Some(failure) = pending_failure {
+            self.violation(
+                Invariant::HistoryShape,
+                format!("failure event {} is the last event: its retry decision is missing", failure.id),
+            );
+        }
+
+        // Invariant 5.
+        if successes > 1 {
+            self.violation(Invariant::SingleSuccess, format!("{successes} task_succeeded events"));
+        }
+        if task.status == TaskStatus::Succeeded && successes != 1 {
+            self.violation(Invariant::SingleSuccess, format!("succeeded with {successes} task_succeeded events"));
+        }
+        // Invariant 4.
+        if task.retry_count != retries {
+            self.violation(
+                Invariant::Retries,
+                format!("retry_count is {} but the history scheduled {retries} retries", task.retry_count),
+            );
+        }
+        if task.retry_count > task.max_retries {
+            self.violation(
+                Invariant::Retries,
+                format!("retry_count {} exceeds max_retries {}", task.retry_count, task.max_retries),
+            );
+        }
+        // Invariant 3: the last event agrees with the task.
+        if state != Some(task.status) {
+            self.violation(
+                Invariant::HistoryShape,
+                format!("the task is {:?} but its history ends in {state:?}", task.status),
+            );
+        }
+        self.same_transaction(history, &attempts);
+        self.settled();
+        attempts
+    }
+
+    /// A worker's outcome for the attempt that is running (invariants 6, 7).
+    fn outcome(&mut self, event: &HistoryEvent, previous: Option<TaskStatus>, attempt: Option<&mut Attempt>) {
+        let kind = event.event_type;
+        let Some(attempt) = attempt.filter(|a| a.end.is_none() && previous == Some(TaskStatus::Running)) else {
+            self.violation(
+                Invariant::HistoryShape,
+                format!("{kind:?} (event {}) without a running attempt", event.id),
+            );
+            return;
+        };
+        attempt.end = Some(kind);
+        attempt.ended_at = Some(event.created_at);
+        let number = attempt.number;
+        let started_by = attempt.worker_id.clone();
+        let lease = chrono::Duration::seconds(i64::from(self.task.timeout_seconds))
+            + chrono::Duration::from_std(self.options.lease_grace).unwrap_or_default();
+        let lease_end = attempt.started_at + lease;
+        if started_by != event.worker_id {
+            self.violation(
+                Invariant::FencedOutcome,
+                format!("{kind:?} of attempt {number} written for {:?}, which started as {started_by:?}", event.worker_id),
+            );
+        }
+        // The fence compares with the same clock that stamped the start (the
+        // database's on PostgreSQL, the process's on SQLite): allow a little slack.
+        if event.created_at > lease_end + chrono::Duration::milliseconds(50) {
+            self.violation(
+                Invariant::FencedOutcome,
+                format!(
+                    "{kind:?} of attempt {number} at {} after its lease ran out at {lease_end}",
+                    event.created_at
+                ),
+            );
+        }
+    }
+
+    /// Invariant 9: the delay lies within the policy's bounds.
+    fn backoff(&mut self, event: &HistoryEvent) {
+        let Some(next_run_at) = event.next_run_at else {
+            self.violation(Invariant::BackoffBounds, format!("retry_scheduled (event {}) has no next_run_at", event.id));
+            return;
+        };
+        let (low, high) = self.options.policy.bounds(self.task.backoff_seconds, event.retry_count);
+        let delay = (next_run_at - event.created_at).to_std().unwrap_or_default();
+        let tolerance = Duration::from_millis(100);
+        if delay + tolerance < low || delay > high + tolerance {
+            self.violation(
+                Invariant::BackoffBounds,
+                format!(
+                    "retry {} waits {delay:?}, outside {low:?}..{high:?} (backoff_seconds {})",
+                    event.retry_count, self.task.backoff_seconds
+                ),
+            );
+        }
+    }
+
+    /// Invariant 10: the task row carries the marks of its last event's transaction.
+    fn same_transaction(&mut self, history: &[HistoryEvent], attempts: &[Attempt]) {
+        let task = self.task;
+        let Some(last) = history.last() else { return };
+        let apart = (task.updated_at - last.created_at).abs();
+        if apart > chrono::Duration::milliseconds(1) {
+            self.violation(
+                Invariant::SameTransaction,
+                format!(
+                    "updated at {} but the last event ({:?}) is from {}: a change without its event",
+                    task.updated_at, last.event_type, last.created_at
+                ),
+            );
+        }
+        if task.attempt != attempts.len() as i32 {
+            self.violation(
+                Invariant::SameTransaction,
+                format!("attempt is {} but the history started {} attempts", task.attempt, attempts.len()),
+            );
+        }
+        if let Some(latest) = attempts.last() {
+            if task.worker_id != latest.worker_id {
+                self.violation(
+                    Invariant::SameTransaction,
+                    format!("worker_id is {:?} but the last attempt started on {:?}", task.worker_id, latest.worker_id),
+                );
+            }
+            if task.started_at.is_none_or(|at| (at - latest.started_at).abs() > chrono::Duration::milliseconds(1)) {
+                self.violation(
+                    Invariant::SameTransaction,
+                    format!("started_at is {:?} but the last attempt started at {}", task.started_at, latest.started_at),
+                );
+            }
+        }
+        if task.status == TaskStatus::Running && attempts.last().is_none_or(|a| a.end.is_some()) {
+            self.violation(Invariant::SameTransaction, "running without a running attempt in the history".into());
+        }
+    }
+
+    /// Invariant 2, at rest only.
+    fn settled(&mut self) {
+        if !self.options.settled {
+            return;
+        }
+        let task = self.task;
+        match task.status {
+            TaskStatus::Running => self.violation(
+                Invariant::Settled,
+                format!("still running at rest (worker {:?}, lease until {:?})", task.worker_id, task.locked_until),
+            ),
+            TaskStatus::Queued if task.run_at + slack(self.options) < self.now => self.violation(
+                Invariant::Settled,
+                format!("runnable since {} but still queued at rest", task.run_at),
+            ),
+            _ => {}
+        }
+    }
+
+    /// Invariants 6 and 11 against the ledger of the task's runs.
+    fn ledger(&mut self, attempts: &[Attempt], runs: &[LedgerRun]) {
+        let task = self.task;
+        let mut seen: HashMap<i32, usize> = HashMap::new();
+        for run in runs {
+            *seen.entry(run.attempt).or_default() += 1;
+            match attempts.iter().find(|a| a.number == run.attempt) {
+                None => self.violation(
+                    Invariant::LedgerExplained,
+                    format!("a run of attempt {} that the history never started", run.attempt),
+                ),
+                Some(attempt) if attempt.worker_id.as_deref() != Some(run.worker_id.as_str()) => self.violation(
+                    Invariant::LedgerExplained,
+                    format!(
+                        "attempt {} ran on {} but the history started it on {:?}",
+                        run.attempt, run.worker_id, attempt.worker_id
+                    ),
+                ),
+                Some(attempt) if run.started_at + slack(self.options) < attempt.started_at => self.violation(
+                    Invariant::LedgerExplained,
+                    format!("attempt {} ran at {} before it was claimed at {}", run.attempt, run.started_at, attempt.started_at),
+                ),
+                Some(_) => {}
+            }
+        }
+        for (attempt, count) in seen.into_iter().filter(|(_, n)| *n > 1) {
+            self.violation(Invariant::LedgerExplained, format!("attempt {attempt} ran {count} times"));
+        }
+        if task.status == TaskStatus::Succeeded && self.options.ledger_types.iter().any(|t| *t == task.task_type) {
+            let succeeded = attempts.iter().find(|a| a.end == Some(EventType::TaskSucceeded));
+            let ran = succeeded.is_some_and(|a| runs.iter().any(|r| r.attempt == a.number && r.finished_at.is_some()));
+            if !ran {
+                self.violation(
+                    Invariant::LedgerExplained,
+                    format!("succeeded on attempt {:?} without a finished run in the ledger", succeeded.map(|a| a.number)),
+                );
+            }
+        }
+        // Invariant 6 on real executions: two runs overlap only across a lost lease.
+        for (i, earlier) in runs.iter().enumerate() {
+            for later in &runs[i + 1..] {
+                if later.attempt == earlier.attempt {
+                    continue;
+                }
+                let (first, second) = if earlier.attempt < later.attempt { (earlier, later) } else { (later, earlier) };
+                // A run that never recorded its end was stopped at the latest when its
+                // attempt ended (aborted at a timeout or a release), if it did.
+                let first_end = first
+                    .finished_at
+                    .or_else(|| attempts.iter().find(|a| a.number == first.attempt).and_then(|a| a.ended_at))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+                if second.started_at >= first_end {
+                    continue;
+                }
+                let lost_lease = attempts
+                    .iter()
+                    .filter(|a| a.number >= first.attempt && a.number < second.attempt)
+                    .any(|a| a.end == Some(EventType::WorkerLockExpired));
+                if !lost_lease {
+                    self.violation(
+                        Invariant::NoOverlap,
+                        format!(
+                            "attempts {} ({}) and {} ({}) ran at the same time without a lease expiry between",
+                            first.attempt, first.worker_id, second.attempt, second.worker_id
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The database a check reads, in one read-only snapshot.
+enum Source {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+impl Source {
+    async fn open(url: &str) -> Result<Self, CheckError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            let tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+            Ok(Self::Postgres(tx))
+        } else if url.starts_with("sqlite:") {
+            use std::str::FromStr;
+            let options = SqliteConnectOptions::from_str(url)?
+                .read_only(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+            // A read transaction in WAL mode sees one snapshot from its first read on.
+            let tx = pool.begin().await?;
+            Ok(Self::Sqlite(tx))
+        } else {
+            Err(CheckError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    async fn now(&mut self) -> Result<DateTime<Utc>, CheckError> {
+        match self {
+            Self::Postgres(tx) => Ok(sqlx::query_scalar("SELECT now()").fetch_one(&mut **tx).await?),
+            Self::Sqlite(tx) => {
+                // Start the snapshot now, then take the clock taskq writes with.
+                sqlx::query("SELECT count(*) FROM tasks").execute(&mut **tx).await?;
+                Ok(Utc::now())
+            }
+        }
+    }
+
+    async fn has_ledger(&mut self) -> Result<bool, CheckError> {
+        match self {
+            Self::Postgres(tx) => Ok(sqlx::query_scalar("SELECT to_regclass('taskq_ledger') IS NOT NULL")
+                .fetch_one(&mut **tx)
+                .await?),
+            Self::Sqlite(tx) => {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'taskq_ledger'",
+                )
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(n > 0)
+            }
+        }
+    }
+
+    async fn tasks(&mut self, after: Option<Uuid>) -> Result<Vec<Task>, CheckError> {
+        const SQL: &str = "SELECT * FROM tasks WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
+        Ok(match self {
+            Self::Postgres(tx) => {
+                sqlx::query_as(&SQL.replace("$1 IS NULL", "$1::uuid IS NULL"))
+                    .bind(after)
+                    .bind(PAGE)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+            Self::Sqlite(tx) => sqlx::query_as(SQL).bind(after).bind(PAGE).fetch_all(&mut **tx).await?,
+        })
+    }
+
+    async fn history(&mut self, first: Uuid, last: Uuid) -> Result<Vec<HistoryEvent>, CheckError> {
+        const SQL: &str = "SELECT * FROM task_history WHERE task_id BETWEEN $1 AND $2 ORDER BY task_id, id";
+        Ok(match self {
+            Self::Postgres(tx) => sqlx::query_as(SQL).bind(first).bind(last).fetch_all(&mut **tx).await?,
+            Self::Sqlite(tx) => sqlx::query_as(SQL).bind(first).bind(last).fetch_all(&mut **tx).await?,
+        })
+    }
+
+    async fn ledger(&mut self, first: Uuid, last: Uuid) -> Result<Vec<LedgerRun>, CheckError> {
+        const SQL: &str = "SELECT task_id, attempt, worker_id, started_at, finished_at FROM taskq_ledger \
+                           WHERE task_id BETWEEN $1 AND $2 ORDER BY task_id, id";
+        Ok(match self {
+            Self::Postgres(tx) => sqlx::query_as(SQL).bind(first).bind(last).fetch_all(&mut **tx).await?,
+            Self::Sqlite(tx) => sqlx::query_as(SQL).bind(first).bind(last).fetch_all(&mut **tx).await?,
+        })
+    }
+
+    async fn close(self) {
+        // Read-only: rolling back ends the snapshot.
+        let _ = match self {
+            Self::Postgres(tx) => tx.rollback().await,
+            Self::Sqlite(tx) => tx.rollback().await,
+        };
+    }
+}
+
+/// `taskq check`: the command line of the checker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// The fleet is idle: also require that nothing is running and nothing runnable
+    /// is left queued.
+    #[arg(long)]
+    pub settled: bool,
+    /// A file of task ids (one per line) that clients were answered 201 for: each
+    /// must be stored.
+    #[arg(long, value_name = "FILE")]
+    pub acknowledged: Option<std::path::PathBuf>,
+    /// The lease grace the workers add to a task's timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease_grace: Duration,
+    /// Tolerance of time comparisons, and how long a due task may wait at rest.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub slack: Duration,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The most violations printed (all are counted).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// Runs `taskq check` against the configured database; fails when any invariant is
+/// broken, so scripts and CI can rely on the exit code.
+pub async fn command(config: crate::config::Config, args: CheckArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let acknowledged = match &args.acknowledged {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| Uuid::parse_str(line).with_context(|| format!("{line:?} is not a task id")))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let options = Options {
+        policy: config.worker.retry,
+        lease_grace: args.lease_grace,
+        settled: args.settled,
+        slack: args.slack,
+        acknowledged,
+        ..Options::default()
+    };
+    let report = check(&config.database_url, &options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("taskq check: {}", report.summary());
+        for violation in report.violations.iter().take(args.limit) {
+            println!("  {violation}");
+        }
+        if report.violations.len() > args.limit {
+            println!("  … and {} more", report.violations.len() - args.limit);
+        }
+    }
+    anyhow::ensure!(report.passed(), "{} invariant violation(s)", report.violations.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+    }
+
+    /// Builds a task and its history event by event, as the store would.
+    struct Story {
+        task: Task,
+        events: Vec<HistoryEvent>,
+    }
+
+    impl Story {
+        fn new() -> Self {
+            let task = Task {
+                id: Uuid::now_v7(),
+                name: "t".into(),
+                task_type: "ledger".into(),
+                payload: json!({}),
+                status: TaskStatus::Queued,
+                priority: 0,
+                retry_count: 0,
+                max_retries: 2,
+                backoff_seconds: 1,
+                timeout_seconds: 5,
+                attempt: 0,
+                run_at: at(0),
+                last_error: None,
+                result: None,
+                worker_id: None,
+                locked_until: None,
+                idempotency_key: None,
+                created_at: at(0),
+                updated_at: at(0),
+                started_at: None,
+                completed_at: None,
+            };
+            let mut story = Self { task, events: Vec::new() };
+            story.event(0, EventType::TaskQueued, TaskStatus::Queued, None);
+            story
+        }
+
+        fn event(&mut self, ms: i64, kind: EventType, status: TaskStatus, next: Option<i64>) -> &mut Self {
+            let task = &mut self.task;
+            task.status = status;
+            task.updated_at = at(ms);
+            match kind {
+                EventType::TaskStarted => {
+                    task.attempt += 1;
+                    task.started_at = Some(at(ms));
+                }
+                EventType::RetryScheduled => {
+                    task.retry_count += 1;
+                    task.run_at = at(next.unwrap());
+                }
+                _ => {}
+            }
+            let retry_count = if is_failure(kind) && status == TaskStatus::Queued {
+                task.retry_count + 1
+            } else {
+                task.retry_count
+            };
+            self.events.push(HistoryEvent {
+                id: self.events.len() as i64 + 1,
+                task_id: task.id,
+                event_type: kind,
+                status,
+                retry_count,
+                worker_id: task.worker_id.clone(),
+                error_message: None,
+                next_run_at: next.map(at),
+                created_at: at(ms),
+            });
+            self
+        }
+
+        fn start(&mut self, ms: i64, worker: &str) -> &mut Self {
+            self.task.worker_id = Some(worker.into());
+            self.event(ms, EventType::TaskStarted, TaskStatus::Running, None)
+        }
+
+        fn retry(&mut self, ms: i64, failure: EventType, delay_ms: i64) -> &mut Self {
+            self.event(ms, failure, TaskStatus::Queued, None);
+            self.event(ms, EventType::RetryScheduled, TaskStatus::Queued, Some(ms + delay_ms))
+        }
+
+        fn verify(&self, runs: Vec<LedgerRun>, options: &Options) -> Report {
+            verify(std::slice::from_ref(&self.task), self.events.clone(), runs, options, at(600_000))
+        }
+
+        fn run(&self, attempt: i32, worker: &str, from: i64, to: Option<i64>) -> LedgerRun {
+            LedgerRun {
+                task_id: self.task.id,
+                attempt,
+                worker_id: worker.into(),
+                started_at: at(from),
+                finished_at: to.map(at),
+            }
+        }
+    }
+
+    fn broken(report: &Report) -> Vec<u8> {
+        let mut numbers: Vec<u8> = report.violations.iter().map(|v| v.invariant.number()).collect();
+        numbers.dedup();
+        numbers
+    }
+
+    #[test]
+    fn a_rescued_then_successful_task_passes_every_invariant() {
+        let mut story = Story::new();
+        story.start(10, "a").retry(16_000, EventType::WorkerLockExpired, 1_000);
+        story.start(17_500, "b").event(18_000, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        // Worker a was frozen: its run overlaps b's, across the lease expiry.
+        let runs = vec![story.run(1, "a", 20, Some(19_000)), story.run(2, "b", 17_600, Some(17_900))];
+        let report = story.verify(runs, &Options { settled: true, ..Options::default() });
+        assert!(report.passed(), "{:#?}", report.violations);
+        assert_eq!((report.rescued_attempts, report.repeated_runs), (1, 1));
+    }
+
+    #[test]
+    fn a_second_success_is_a_violation() {
+        let mut story = Story::new();
+        story.start(10, "a").event(20, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        story.event(30, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        let report = story.verify(vec![story.run(1, "a", 11, Some(19))], &Options::default());
+        assert!(broken(&report).contains(&5), "{:#?}", report.violations);
+        assert!(broken(&report).contains(&8), "{:#?}", report.violations);
+    }
+
+    #[test]
+    fn an_outcome_after_the_lease_ran_out_is_a_violation() {
+        let mut story = Story::new();
+        // timeout 5 s + grace 10 s: the lease ends at 15.01 s.
+        story.start(10, "a").event(15_500, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        let report = story.verify(vec![story.run(1, "a", 11, Some(15_400))], &Options::default());
+        assert_eq!(broken(&report), [7], "{:#?}", report.violations);
+    }
+
+    #[test]
+    fn overlapping_runs_without_a_lease_expiry_are_a_violation() {
+        let mut story = Story::new();
+        story.start(10, "a").retry(100, EventType::TaskFailed, 1_000);
+        story.start(1_200, "b").event(1_300, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        // Attempt 1 reported its failure but its handler kept running into attempt 2.
+        let runs = vec![story.run(1, "a", 20, Some(1_250)), story.run(2, "b", 1_210, Some(1_290))];
+        assert_eq!(broken(&story.verify(runs, &Options::default())), [6]);
+    }
+
+    #[test]
+    fn an_unexplained_ledger_run_is_a_violation() {
+        let mut story = Story::new();
+        story.start(10, "a").event(20, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        let runs = vec![story.run(1, "a", 11, Some(19)), story.run(1, "a", 12, Some(19)), story.run(2, "c", 30, None)];
+        assert_eq!(broken(&story.verify(runs, &Options::default())), [11]);
+    }
+
+    #[test]
+    fn a_retry_outside_the_backoff_bounds_is_a_violation() {
+        let mut story = Story::new();
+        // Retry 1 with backoff 1 s may wait 1.0–1.25 s; this one waits 3 s.
+        story.start(10, "a").retry(100, EventType::TaskFailed, 3_000);
+        assert_eq!(broken(&story.verify(vec![], &Options::default())), [9]);
+    }
+
+    #[test]
+    fn a_timeout_may_not_fail_a_task_that_has_retries_left() {
+        let mut story = Story::new();
+        story.start(10, "a");
+        story.task.completed_at = Some(at(100));
+        story.event(100, EventType::TimeoutOccurred, TaskStatus::Failed, None);
+        story.event(100, EventType::TaskFailedFinal, TaskStatus::Failed, None);
+        assert_eq!(broken(&story.verify(vec![], &Options::default())), [4]);
+    }
+
+    #[test]
+    fn a_change_without_its_event_is_a_violation() {
+        let mut story = Story::new();
+        story.start(10, "a");
+        // The row says queued (a release), but no event was written for it.
+        story.task.status = TaskStatus::Queued;
+        story.task.updated_at = at(50);
+        let numbers = broken(&story.verify(vec![], &Options::default()));
+        assert!(numbers.contains(&3) && numbers.contains(&10), "{numbers:?}");
+    }
+
+    #[test]
+    fn at_rest_nothing_runs_and_nothing_runnable_waits() {
+        let mut story = Story::new();
+        story.start(10, "a");
+        let settled = Options { settled: true, ..Options::default() };
+        assert_eq!(broken(&story.verify(vec![], &settled)), [2]);
+        assert!(story.verify(vec![], &Options::default()).passed());
+        assert_eq!(broken(&Story::new().verify(vec![], &settled)), [2]);
+    }
+
+    #[test]
+    fn a_manual_retry_restores_the_retries_and_is_the_only_way_out_of_a_terminal_state() {
+        let mut story = Story::new();
+        story.task.max_retries = 0;
+        story.start(10, "a");
+        story.event(20, EventType::TaskFailed, TaskStatus::Failed, None);
+        story.event(20, EventType::TaskFailedFinal, TaskStatus::Failed, None);
+        story.event(30, EventType::TaskRequeued, TaskStatus::Queued, None);
+        story.events.last_mut().unwrap().error_message = Some(MANUAL_RETRY.into());
+        story.start(40, "b").event(50, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        let report = story.verify(vec![story.run(2, "b", 41, Some(49))], &Options::default());
+        assert!(report.passed(), "{:#?}", report.violations);
+
+        story.events[4].error_message = None;
+        assert_eq!(broken(&story.verify(vec![story.run(2, "b", 41, Some(49))], &Options::default())), [8]);
+    }
+
+    #[test]
+    fn an_acknowledged_task_that_is_missing_is_lost() {
+        let story = Story::new();
+        let missing = Uuid::now_v7();
+        let options = Options { acknowledged: vec![story.task.id, missing], ..Options::default() };
+        let report = story.verify(vec![], &options);
+        assert_eq!((report.lost, broken(&report)), (1, vec![1]));
+    }
+}
