@@ -198,7 +198,7 @@ async fn bad_requests_get_a_json_error_naming_the_problem_and_store_nothing(#[ca
             "payload over 1 MiB",
             json!({"name": "a", "type": "noop", "payload": {"blob": big}}).to_string(),
             413,
-            "larger than",
+            "the limit is",
         ),
     ];
     for (what, body, expected, needle) in cases {
