@@ -238,7 +238,7 @@ pub struct WorkerInfo {
 /// A task that a manual transition (cancel, retry) could not move.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
-    Done(Task),
+    Done(Box<Task>),
     NotFound,
     /// The task exists but its status does not allow the transition.
     Conflict(TaskStatus),

@@ -591,7 +591,7 @@ impl PgStore {
     /// not (unknown task, or a status that does not allow it).
     async fn transition_outcome(&self, id: Uuid, changed: Option<Task>) -> Result<Transition> {
         if let Some(task) = changed {
-            return Ok(Transition::Done(task));
+            return Ok(Transition::Done(Box::new(task)));
         }
         let status: Option<TaskStatus> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1")
             .bind(id)

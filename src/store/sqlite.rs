@@ -156,7 +156,7 @@ impl SqliteStore {
         let outcome = match changed {
             Some(task) => {
                 Self::insert_event(&mut tx, &task, event, note, None).await?;
-                Transition::Done(task)
+                Transition::Done(Box::new(task))
             }
             None => {
                 let status: Option<TaskStatus> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1")
