@@ -56,6 +56,8 @@ impl Application {
         let address = SocketAddr::new(config.server_host, config.server_port);
         let listener = TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
         let port = listener.local_addr()?.port();
+        // Install the metrics recorder before anything records.
+        crate::metrics::handle();
         let store = open_store(&config).await?;
         let registry = Arc::new(registry);
         let shutting_down = Arc::new(AtomicBool::new(false));

@@ -1,5 +1,5 @@
 //! The dashboard: the files under `static/`, embedded in the binary so it works
-//! offline and from any directory.
+//! offline and from any directory; and `/docs`, the API reference page.
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -10,11 +10,18 @@ use rust_embed::Embed;
 struct Assets;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index)).route("/static/{path:.*}", web::get().to(asset));
+    cfg.route("/", web::get().to(index))
+        .route("/docs", web::get().to(api_docs))
+        .route("/static/{path:.*}", web::get().to(asset));
 }
 
 async fn index() -> HttpResponse {
     serve("index.html")
+}
+
+/// The API reference, rendered in the browser from `/api/openapi.json`.
+async fn api_docs() -> HttpResponse {
+    serve("docs.html")
 }
 
 async fn asset(path: web::Path<String>) -> HttpResponse {

@@ -530,6 +530,8 @@ async fn probes_metrics_types_and_the_dashboard_answer(#[case] backend: Backend)
     let page = app.get("/").await;
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(page.text().await.unwrap().contains("<html"));
+    let docs = app.get("/docs").await.text().await.unwrap();
+    assert!(docs.contains("/api/openapi.json"), "the API reference page renders the served document");
     app.stop().await;
 }
 
