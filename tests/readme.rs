@@ -12,14 +12,18 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The shell lines of the README's quick start: the fenced `sh` block under
-/// "## Quick start".
-fn quick_start_commands(readme: &str) -> Vec<String> {
-    let section = readme.split("## Quick start").nth(1).expect("README has a Quick start section");
+/// The shell lines of the first fenced `sh` block under a README heading, comments
+/// dropped and continued lines joined.
+fn section_commands(readme: &str, heading: &str) -> Vec<String> {
+    let section = readme.split(heading).nth(1).unwrap_or_else(|| panic!("README has a {heading} section"));
     let block = section.split("```sh").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
     let mut commands = Vec::new();
     let mut current = String::new();
-    for line in block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in block
+        .lines()
+        .map(|l| l.split(" #").next().unwrap_or(l).trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         current.push_str(line.trim_end_matches('\\'));
         current.push(' ');
         if !line.ends_with('\\') {
@@ -41,7 +45,7 @@ fn curl(command: &str, port: u16) -> String {
 fn the_readme_run_command_serves_a_working_queue_from_a_fresh_clone() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
-    let commands = quick_start_commands(&readme);
+    let commands = section_commands(&readme, "## Quick start");
     assert_eq!(commands[0], "cargo run --release", "the first command runs taskq");
     let curls: Vec<_> = commands[1..].iter().filter(|c| c.starts_with("curl")).collect();
     assert!(curls.len() >= 2, "the quick start creates a task and reads it back");
@@ -101,4 +105,86 @@ fn the_readme_run_command_serves_a_working_queue_from_a_fresh_clone() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "taskq exited with {exit} after SIGTERM");
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+fn wait_for_livez(port: u16, child: &mut std::process::Child) {
+    let started = Instant::now();
+    while Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}/livez")])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "nothing answered /livez on {port}");
+        assert!(child.try_wait().unwrap().is_none(), "the process exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// "Running on PostgreSQL": migrate, then a server process and a worker process that
+/// share only the database; a task created on the server is run by the worker.
+#[test]
+fn the_readme_postgresql_commands_run_a_separate_server_and_worker() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let commands = section_commands(&readme, "## Running on PostgreSQL");
+    let admin = std::env::var("TASKQ_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("taskq_readme_{}", std::process::id());
+    let psql = |sql: &str| Command::new("psql").arg(&admin).args(["-qc", sql]).status().unwrap();
+    assert!(psql(&format!("CREATE DATABASE {name}")).success(), "PostgreSQL at {admin} is required");
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let binary = env!("CARGO_BIN_EXE_taskq");
+
+    let (mut server_port, mut worker_port) = (free_port(), free_port());
+    let mut processes = Vec::new();
+    for command in &commands {
+        let command = command.replace("taskq", binary);
+        if command.starts_with("export DATABASE_URL=") {
+            continue; // replaced by the test database below
+        }
+        let port = if command.contains("ROLE=server") { &mut server_port } else { &mut worker_port };
+        let line = format!("export DATABASE_URL={url} SERVER_PORT={port} DEMO_TIME_SCALE=0.01; {command}");
+        if command.contains("ROLE=") {
+            let mut child = Command::new("bash")
+                .arg("-c")
+                .arg(format!("exec env {}", line.replace("export ", "").replace("; ", " ")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            wait_for_livez(*port, &mut child);
+            processes.push(child);
+        } else {
+            let status = Command::new("bash").arg("-c").arg(&line).status().unwrap();
+            assert!(status.success(), "{command} failed");
+        }
+    }
+    assert_eq!(processes.len(), 2, "the section starts a server and a worker");
+
+    let created = curl(
+        &format!(
+            "curl -s -X POST http://localhost:{server_port}/api/tasks -H 'Content-Type: application/json' -d '{{\"name\": \"split\", \"type\": \"noop\"}}'"
+        ),
+        server_port,
+    );
+    let id = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let task: serde_json::Value = serde_json::from_str(&curl(
+            &format!("curl -s http://localhost:{server_port}/api/tasks/{id}"),
+            server_port,
+        ))
+        .unwrap();
+        if task["status"] == "succeeded" {
+            assert!(task["worker_id"].as_str().is_some());
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker did not run the task: {task}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for mut child in processes {
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
+    }
+    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rstest::rstest;
-use serde_json::json;
+use serde_json::{Value, json};
 use taskq::actors::Worker;
 use taskq::backoff::RetryPolicy;
 use taskq::config::WorkerConfig;
@@ -339,4 +339,68 @@ async fn shutdown_finishes_short_tasks_and_releases_long_ones(#[case] backend: B
         TaskStatus::Queued,
         "nothing claimed after"
     );
+}
+
+/// A local endpoint for the webhook handler: `/ok` answers 200 with JSON, `/bad` 400,
+/// `/down` 503; every request's body and headers are recorded.
+async fn webhook_target() -> (String, Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+    let seen: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
+    let recorded = seen.clone();
+    let server = HttpServer::new(move || {
+        let recorded = recorded.clone();
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Json<Value>| {
+            let recorded = recorded.clone();
+            async move {
+                let token =
+                    req.headers().get("x-token").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                recorded.lock().unwrap().push((format!("{} {token}", req.path()), body.into_inner()));
+                match req.path() {
+                    "/ok" => HttpResponse::Ok().json(json!({"received": true})),
+                    "/bad" => HttpResponse::BadRequest().body("no such order"),
+                    _ => HttpResponse::ServiceUnavailable().body("try later"),
+                }
+            }
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let address = format!("http://{}", server.addrs()[0]);
+    actix_web::rt::spawn(server.run());
+    (address, seen)
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn webhooks_succeed_on_2xx_fail_on_4xx_and_retry_on_5xx(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let (target, seen) = webhook_target().await;
+    let worker = start(&store, Registry::with_builtins(0.01), worker_config(3));
+    let hook = |path: &str| {
+        let mut task = NewTask::new(
+            "webhook",
+            json!({"url": format!("{target}{path}"), "body": {"order": 7}, "headers": {"X-Token": "s3cret"}}),
+        );
+        task.max_retries = 1;
+        task
+    };
+    let created = store.create_tasks(&[hook("/ok"), hook("/bad"), hook("/down")]).await.unwrap();
+    let [ok, bad, down] = [0, 1, 2].map(|i| created[i].task.id);
+
+    let ok = wait_for_status(&*store, ok, TaskStatus::Succeeded, DEADLINE).await;
+    assert_eq!(ok.result, Some(json!({"received": true})));
+    let bad = wait_for_status(&*store, bad, TaskStatus::Failed, DEADLINE).await;
+    assert_eq!(bad.retry_count, 0, "a 4xx is fatal");
+    assert!(bad.last_error.unwrap().contains("400 Bad Request: no such order"));
+    let down = wait_for_status(&*store, down, TaskStatus::Failed, DEADLINE).await;
+    assert_eq!(down.retry_count, 1, "a 5xx is retried");
+    assert!(down.last_error.unwrap().contains("503"));
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains(&("/ok s3cret".to_owned(), json!({"order": 7}))), "{seen:?}");
+    assert_eq!(seen.iter().filter(|(path, _)| path.starts_with("/down")).count(), 2);
+    worker.shutdown().await;
 }
