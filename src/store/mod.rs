@@ -62,18 +62,21 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
-            sqlx::Error::Database(db)
-                if db.code().is_some_and(|code| {
-                    // PostgreSQL: admin shutdown, crash shutdown, cannot connect now,
-                    // connection failures; SQLite: busy / locked after the timeout.
-                    code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6"
-                }) =>
-            {
-                Self::Unavailable(error)
-            }
+            sqlx::Error::Database(db) if is_transient(db.as_ref()) => Self::Unavailable(error),
             _ => Self::Database(error),
         }
     }
+}
+
+/// Errors that mean "not now" rather than "never": PostgreSQL's connection exceptions
+/// (class 08) and operator interventions (57P: shutdown, cannot connect now), and
+/// SQLite's busy and locked after the busy timeout (primary codes 5 and 6).
+fn is_transient(db: &(dyn sqlx::error::DatabaseError + 'static)) -> bool {
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+        return matches!(primary, Some(5 | 6));
+    }
+    db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
 }
 
 impl StoreError {
