@@ -71,9 +71,18 @@ pub struct RawSettings {
 impl RawSettings {
     /// Reads `taskq.toml` (if present) and then the environment, which wins.
     pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::path::Path::new("taskq.toml"), None)
+    }
+
+    /// Reads `file` (if present) and then `env` (the process environment when `None`).
+    pub fn load_from(
+        file: &std::path::Path,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Self, ConfigError> {
+        let file = config::File::from(file).format(config::FileFormat::Toml).required(false);
         config::Config::builder()
-            .add_source(config::File::with_name("taskq").required(false))
-            .add_source(config::Environment::default())
+            .add_source(file)
+            .add_source(config::Environment::default().source(env))
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|e| ConfigError(format!("could not read the configuration: {e}")))
@@ -402,6 +411,17 @@ mod tests {
             let error = Config::from_raw(raw).unwrap_err().to_string();
             assert!(error.contains(name), "{error} does not name {name}");
         }
+    }
+
+    #[test]
+    fn a_taskq_toml_sets_keys_and_the_environment_wins() {
+        let file = std::env::temp_dir().join(format!("taskq-config-{}.toml", std::process::id()));
+        std::fs::write(&file, "worker_concurrency = 7\nrole = \"worker\"\n").unwrap();
+        let env = std::collections::HashMap::from([("ROLE".to_owned(), "server".to_owned())]);
+        let config = Config::from_raw(RawSettings::load_from(&file, Some(env)).unwrap()).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(config.worker.concurrency, 7);
+        assert_eq!(config.role, Role::Server);
     }
 
     #[test]

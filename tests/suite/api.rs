@@ -552,3 +552,24 @@ async fn the_committed_openapi_document_matches_the_code() {
     assert_eq!(document["openapi"], "3.1.0");
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn configured_cors_origins_are_allowed_and_others_are_not() {
+    let app = spawn_app_with(Backend::Sqlite, Registry::with_builtins(0.01), |c| {
+        c.cors_origins = vec!["https://app.example".into()];
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/tasks"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    app.stop().await;
+}
