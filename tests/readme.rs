@@ -74,31 +74,14 @@ fn the_readme_run_command_serves_a_working_queue_from_a_fresh_clone() {
     }
     let mut child = run.spawn().unwrap();
 
-    let started = Instant::now();
-    while Command::new("curl")
-        .args(["-sf", &format!("http://127.0.0.1:{port}/health")])
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        assert!(started.elapsed() < Duration::from_secs(900), "taskq did not answer /health");
-        assert!(child.try_wait().unwrap().is_none(), "taskq exited early");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_answering(port, "/health", &mut child, Duration::from_secs(900));
 
     // The README's curl commands: the first creates a task, the next reads it back.
     let created: serde_json::Value = serde_json::from_str(&curl(curls[0], port)).unwrap();
     let id = created["id"].as_str().expect("the create answer has an id").to_owned();
     assert_eq!(created["type"], "noop");
     let read_back = curls[1].replace("<id>", &id).replace("$ID", &id);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let task: serde_json::Value = serde_json::from_str(&curl(&read_back, port)).unwrap();
-        if task["status"] == "succeeded" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the task did not succeed: {task}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_succeeded(&read_back, port);
 
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -107,15 +90,29 @@ fn the_readme_run_command_serves_a_working_queue_from_a_fresh_clone() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-fn wait_for_livez(port: u16, child: &mut std::process::Child) {
+/// Polls `path` until it answers 2xx, failing if the process exits or time runs out.
+fn wait_until_answering(port: u16, path: &str, child: &mut std::process::Child, deadline: Duration) {
     let started = Instant::now();
     while Command::new("curl")
-        .args(["-sf", &format!("http://127.0.0.1:{port}/livez")])
+        .args(["-sf", &format!("http://127.0.0.1:{port}{path}")])
         .output()
         .map_or(true, |o| !o.status.success())
     {
-        assert!(started.elapsed() < Duration::from_secs(60), "nothing answered /livez on {port}");
+        assert!(started.elapsed() < deadline, "nothing answered {path} on {port}");
         assert!(child.try_wait().unwrap().is_none(), "the process exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs the read-back `curl` until the task it returns has succeeded; returns it.
+fn wait_until_succeeded(read_back: &str, port: u16) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let task: serde_json::Value = serde_json::from_str(&curl(read_back, port)).unwrap();
+        if task["status"] == "succeeded" {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "the task did not succeed: {task}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -152,7 +149,7 @@ fn the_readme_postgresql_commands_run_a_separate_server_and_worker() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            wait_for_livez(*port, &mut child);
+            wait_until_answering(*port, "/livez", &mut child, Duration::from_secs(60));
             processes.push(child);
         } else {
             let status = Command::new("bash").arg("-c").arg(&line).status().unwrap();
@@ -168,20 +165,9 @@ fn the_readme_postgresql_commands_run_a_separate_server_and_worker() {
         server_port,
     );
     let id = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let task: serde_json::Value = serde_json::from_str(&curl(
-            &format!("curl -s http://localhost:{server_port}/api/tasks/{id}"),
-            server_port,
-        ))
-        .unwrap();
-        if task["status"] == "succeeded" {
-            assert!(task["worker_id"].as_str().is_some());
-            break;
-        }
-        assert!(Instant::now() < deadline, "the worker did not run the task: {task}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let read_back = format!("curl -s http://localhost:{server_port}/api/tasks/{id}");
+    let task = wait_until_succeeded(&read_back, server_port);
+    assert!(task["worker_id"].as_str().is_some(), "run by the worker");
     for mut child in processes {
         assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
         assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
