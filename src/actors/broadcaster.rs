@@ -1,8 +1,8 @@
 //! StatsBroadcaster: one statistics snapshot per tick for every live-stream client.
 //!
 //! Database load does not grow with the number of dashboards: each tick runs one
-//! stats query and one history query, whatever the number of clients, and none at
-//! all without clients. Fan-out never blocks: each client has a bounded channel that
+//! stats query and one history query, whatever the number of clients, and only an
+//! index-only read of the newest history id without clients. Fan-out never blocks: each client has a bounded channel that
 //! is `try_send`-ed to, and a client whose buffer is full (too slow) or closed (gone)
 //! is dropped on the spot.
 
@@ -16,10 +16,11 @@ use super::messages::{Broadcast, Stop, Subscribe};
 use crate::metrics;
 use crate::store::{self, Stats, Store, TaskEvent};
 
-/// Messages a client may have queued before it counts as too slow.
-const CLIENT_BUFFER: usize = 64;
 /// The most task events sent per tick; a busier queue shows the stats only.
 const EVENTS_PER_TICK: u32 = 200;
+/// Messages a client may have queued before it counts as too slow: two ticks' worth,
+/// so a busy tick never drops a client that reads.
+const CLIENT_BUFFER: usize = 2 * (EVENTS_PER_TICK as usize + 1);
 
 pub struct StatsBroadcaster {
     store: Arc<dyn Store>,
@@ -41,10 +42,25 @@ impl StatsBroadcaster {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.clients.retain(|client| !client.is_closed());
         metrics::stream_clients(self.clients.len());
-        if self.busy || self.clients.is_empty() {
+        if self.busy {
             return;
         }
         self.busy = true;
+        if self.clients.is_empty() {
+            // Without clients only the stream's position moves (one index-only read),
+            // so the first client to arrive gets the events from then on, not a
+            // backlog and not a gap.
+            let store = Arc::clone(&self.store);
+            let position = super::io(async move { store.last_event_id().await });
+            ctx.spawn(position.into_actor(self).map(|position, broadcaster, _| {
+                broadcaster.busy = false;
+                match position {
+                    Ok(last) => broadcaster.last_event = Some(last),
+                    Err(error) => tracing::debug!(error = %error, "stream position not read"),
+                }
+            }));
+            return;
+        }
         let store = Arc::clone(&self.store);
         let after = self.last_event;
         let work = super::io(async move {

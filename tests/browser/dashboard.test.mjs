@@ -1,0 +1,355 @@
+// Real-browser test of the taskq dashboard: Debian's Chromium driven by playwright-core,
+// written for node's built-in test runner.
+//
+// README: start taskq (any database), then run
+//   TASKQ_URL=http://127.0.0.1:8080 tests/browser/run.sh
+// run.sh installs what it needs (npm ci here; apt-get chromium when /usr/bin/chromium is
+// missing). Set TASKQ_TOKEN too when the server runs with API_TOKEN. Screenshots land in
+// tests/browser/screenshots/ (not committed). CHROMIUM_PATH overrides the browser path.
+//
+// The steps share one page and run in order, like a person using the dashboard. Every
+// wait polls a condition until a deadline; nothing sleeps for a fixed time.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const BASE_URL = (process.env.TASKQ_URL || '').replace(/\/+$/, '');
+const TOKEN = process.env.TASKQ_TOKEN || '';
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const SCREENSHOTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'screenshots');
+/** Long enough for a worker on a cold database; every wait ends as soon as its condition holds. */
+const WAIT_MS = 30_000;
+const STEP_TIMEOUT = { timeout: 90_000 };
+/** Names unique to this run, so a reused database does not confuse the assertions. */
+const RUN = `${Date.now().toString(36)}`;
+
+if (!BASE_URL) throw new Error('TASKQ_URL must be set to the base URL of a running taskq server');
+
+// ------------------------------------------------------------------ helpers
+
+/** Call the API from node, the way a client service would. */
+async function api(pathname, { method = 'GET', body } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (TOKEN) headers.Authorization = `Bearer ${TOKEN}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(`${BASE_URL}${pathname}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch { /* keep null: asserted by callers */ }
+  return { status: res.status, body: json, text };
+}
+
+async function createTask(task) {
+  const res = await api('/api/tasks', { method: 'POST', body: task });
+  assert.equal(res.status, 201, `POST /api/tasks answered ${res.status}: ${res.text}`);
+  assert.ok(res.body && res.body.id, 'the created task has an id');
+  return res.body;
+}
+
+/**
+ * Poll `check` until it returns a truthy value (which is returned), or fail with the
+ * last observation once the deadline passes.
+ */
+async function eventually(check, { timeout = WAIT_MS, interval = 100, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+      last = value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      const detail = last instanceof Error ? last.message : JSON.stringify(last);
+      throw new Error(`timed out after ${timeout} ms waiting for ${message} (last: ${detail})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+}
+
+/** A counter as the page shows it ("1,234" -> 1234), or null before the first stats. */
+async function counter(page, key) {
+  const text = await page.locator(`[data-counter="${key}"] .num`).textContent();
+  const digits = (text || '').replace(/[^\d]/g, '');
+  return digits ? Number(digits) : null;
+}
+
+/** The event types in the detail drawer's timeline, in display order. */
+const timelineEvents = (page) =>
+  page.locator('#detail-history li[data-event]').evaluateAll((items) => items.map((li) => li.dataset.event));
+
+const rowFor = (page, id) => page.locator(`#tasks-body tr[data-task-id="${id}"]`);
+
+/** Full page by default; just the viewport while a dialog is open, as a person sees it. */
+async function screenshot(page, name, { fullPage = true } = {}) {
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage });
+}
+
+// -------------------------------------------------------------------- tests
+
+describe('taskq dashboard in a real browser', () => {
+  let browser;
+  let context;
+  let page;
+  const pageErrors = [];
+  let failTask;
+
+  before(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      // As root there is no sandbox; the rest keeps Chromium from reaching out to the
+      // network on its own (updates, sync, field trials), since only the server is there.
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-quic',
+        '--no-first-run',
+      ],
+    });
+    // A new context is a fresh profile: no cookies, no sessionStorage token from before.
+    context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, colorScheme: 'light' });
+    page = await context.newPage();
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+  });
+
+  after(async () => {
+    await context?.close();
+    await browser?.close();
+  });
+
+  it('goes live and shows the counters from /api/stats', STEP_TIMEOUT, async () => {
+    await page.goto(`${BASE_URL}/`);
+    assert.match(await page.title(), /taskq/);
+
+    if (TOKEN) {
+      // The server wants a token: the dashboard must ask for it, not fail silently.
+      const dialog = page.locator('#auth');
+      await dialog.waitFor({ state: 'visible', timeout: WAIT_MS });
+      await page.locator('#auth-token').fill(TOKEN);
+      await dialog.getByRole('button', { name: 'Use token' }).click();
+    }
+
+    await page.locator('#conn[data-state="live"]').waitFor({ timeout: WAIT_MS });
+    assert.equal((await page.locator('#conn-text').textContent()).trim(), 'Live');
+
+    // The counters match the API once the same snapshot is on both sides.
+    await eventually(async () => {
+      const { body } = await api('/api/stats');
+      return (await counter(page, 'total_tasks')) === body.total_tasks;
+    }, { message: 'the Total counter to match /api/stats' });
+    for (const key of ['queued_tasks', 'running_tasks', 'succeeded_tasks', 'failed_tasks', 'cancelled_tasks', 'scheduled_tasks']) {
+      assert.notEqual(await counter(page, key), null, `${key} is shown`);
+    }
+    assert.notEqual((await page.locator('#updated-at').textContent()).trim(), 'never');
+    await screenshot(page, '01-live');
+  });
+
+  it('counts tasks enqueued through the API as they are created and finish', STEP_TIMEOUT, async () => {
+    const total = await counter(page, 'total_tasks');
+    const succeeded = await counter(page, 'succeeded_tasks');
+
+    const created = [];
+    for (let i = 1; i <= 3; i += 1) {
+      created.push(await createTask({ name: `browser noop ${RUN}-${i}`, type: 'noop', payload: {} }));
+    }
+
+    await eventually(async () => (await counter(page, 'total_tasks')) >= total + 3,
+      { message: `Total to reach ${total + 3}` });
+    await eventually(async () => (await counter(page, 'succeeded_tasks')) >= succeeded + 3,
+      { message: `Succeeded to reach ${succeeded + 3}` });
+
+    // The live stream also brought them into the table, with their final status.
+    for (const task of created) {
+      await rowFor(page, task.id).and(page.locator('[data-status="succeeded"]')).waitFor({ timeout: WAIT_MS });
+    }
+  });
+
+  it('shows a fatal failure as failed in the tasks table', STEP_TIMEOUT, async () => {
+    failTask = await createTask({
+      name: `browser fatal ${RUN}`,
+      type: 'fail',
+      payload: { message: 'boom', fatal: true },
+    });
+    const row = rowFor(page, failTask.id);
+    await row.and(page.locator('[data-status="failed"]')).waitFor({ timeout: WAIT_MS });
+    assert.equal((await row.locator('.badge').textContent()).trim(), 'failed');
+    await eventually(async () => (await counter(page, 'failed_tasks')) >= 1, { message: 'Failed counter ≥ 1' });
+    await screenshot(page, '02-failed-row');
+  });
+
+  it('opens the task detail with its history as a timeline', STEP_TIMEOUT, async () => {
+    await rowFor(page, failTask.id).getByRole('button').click();
+    const drawer = page.locator('#detail');
+    await drawer.waitFor({ state: 'visible' });
+    await eventually(async () => (await page.locator('#detail-title').textContent()) === failTask.name,
+      { message: 'the drawer to show the task name' });
+    assert.equal(await page.locator('#detail-status').getAttribute('data-status'), 'failed');
+
+    const events = await eventually(async () => {
+      const seen = await timelineEvents(page);
+      return seen.includes('task_failed_final') && seen;
+    }, { message: 'task_failed_final in the timeline' });
+    const order = ['task_queued', 'task_started', 'task_failed_final'].map((e) => events.indexOf(e));
+    assert.ok(order.every((i) => i >= 0), `timeline has queued, started, failed_final: ${events}`);
+    assert.deepEqual([...order].sort((a, b) => a - b), order, `oldest first: ${events}`);
+
+    assert.match(await page.locator('#detail-last-error').textContent(), /boom/);
+    assert.ok(await drawer.getByRole('button', { name: 'Retry', exact: true }).isVisible(), 'Retry is offered');
+    assert.ok(!(await page.locator('#detail-cancel').isVisible()), 'Cancel is not offered for a failed task');
+    await screenshot(page, '03-detail-timeline', { fullPage: false });
+  });
+
+  it('retries the failed task from the detail view', STEP_TIMEOUT, async () => {
+    // Record every status the drawer shows: a fatal task is re-queued, runs and fails
+    // again within milliseconds, so a single look could miss the queued/running step.
+    await page.evaluate(() => {
+      const badge = document.querySelector('#detail-status');
+      window.seenStatuses = [badge.dataset.status];
+      new MutationObserver(() => window.seenStatuses.push(badge.dataset.status))
+        .observe(badge, { attributes: true, attributeFilter: ['data-status'] });
+    });
+
+    await page.locator('#detail').getByRole('button', { name: 'Retry', exact: true }).click();
+
+    await eventually(async () => {
+      const seen = await page.evaluate(() => window.seenStatuses);
+      return seen.includes('queued') || seen.includes('running');
+    }, { message: 'the drawer to show queued or running after Retry' });
+    await eventually(async () => (await timelineEvents(page)).includes('task_requeued'),
+      { message: 'task_requeued in the timeline' });
+
+    // The handler fails it again at once, with a second final failure in the history.
+    await eventually(async () => (await timelineEvents(page)).filter((e) => e === 'task_failed_final').length >= 2,
+      { message: 'a second task_failed_final after the retry' });
+    const { body: history } = await api(`/api/tasks/${failTask.id}/history`);
+    assert.ok(history.some((e) => e.event_type === 'task_requeued'), 'the API history records the manual retry');
+    await screenshot(page, '04-after-retry', { fullPage: false });
+
+    await page.keyboard.press('Escape');
+    await page.locator('#detail').waitFor({ state: 'hidden' });
+  });
+
+  it('cancels a scheduled task from the detail view', STEP_TIMEOUT, async () => {
+    const later = await createTask({ name: `browser later ${RUN}`, type: 'noop', payload: {}, delay_seconds: 3600 });
+    await rowFor(page, later.id).waitFor({ timeout: WAIT_MS });
+    await rowFor(page, later.id).click();
+    const drawer = page.locator('#detail');
+    await drawer.waitFor({ state: 'visible' });
+    const cancel = drawer.getByRole('button', { name: 'Cancel task' });
+    await cancel.waitFor({ state: 'visible', timeout: WAIT_MS });
+    await cancel.click();
+
+    await eventually(async () => (await page.locator('#detail-status').getAttribute('data-status')) === 'cancelled',
+      { message: 'the drawer to show cancelled' });
+    await eventually(async () => (await timelineEvents(page)).includes('task_cancelled'),
+      { message: 'task_cancelled in the timeline' });
+    await rowFor(page, later.id).and(page.locator('[data-status="cancelled"]')).waitFor({ timeout: WAIT_MS });
+    assert.equal((await api(`/api/tasks/${later.id}`)).body.status, 'cancelled');
+
+    await drawer.getByRole('button', { name: 'Close' }).click();
+    await drawer.waitFor({ state: 'hidden' });
+  });
+
+  it('filters the table through the list API', STEP_TIMEOUT, async () => {
+    const filters = page.locator('#filters');
+    const request = page.waitForRequest((req) => {
+      const url = new URL(req.url());
+      return url.pathname === '/api/tasks' && url.searchParams.get('status') === 'failed';
+    });
+    await filters.getByLabel('Status').selectOption('failed');
+    await request;
+
+    await rowFor(page, failTask.id).waitFor({ timeout: WAIT_MS });
+    await eventually(async () => {
+      const statuses = await page.locator('#tasks-body tr').evaluateAll((rows) => rows.map((r) => r.dataset.status));
+      return statuses.length > 0 && statuses.every((s) => s === 'failed');
+    }, { message: 'only failed rows under the failed filter' });
+
+    const typed = page.waitForRequest((req) => new URL(req.url()).searchParams.get('type') === 'fail');
+    await filters.getByLabel('Type').selectOption('fail');
+    await typed;
+    await eventually(async () => {
+      const types = await page.locator('#tasks-body tr td:nth-child(2)').allTextContents();
+      return types.length > 0 && types.every((t) => t.trim() === 'fail');
+    }, { message: 'only fail-type rows under the type filter' });
+    await screenshot(page, '05-filtered');
+
+    await filters.getByLabel('Status').selectOption('');
+    await filters.getByLabel('Type').selectOption('');
+    await rowFor(page, failTask.id).waitFor({ timeout: WAIT_MS });
+  });
+
+  it('creates a task from the form, and shows errors inline', STEP_TIMEOUT, async () => {
+    await page.getByRole('button', { name: 'New task' }).click();
+    const form = page.locator('#create');
+    await form.waitFor({ state: 'visible' });
+    // The type list comes from /api/task-types.
+    await eventually(async () => (await form.locator('#cf-type option').allTextContents()).includes('noop'),
+      { message: 'task types in the form' });
+
+    const name = `browser form ${RUN}`;
+    await form.getByLabel('Name').fill(name);
+    await form.getByLabel('Type').selectOption('noop');
+    await form.getByLabel('Priority').fill('7');
+
+    // A payload that is not JSON is caught before anything is sent.
+    await form.getByLabel('Payload (JSON object)').fill('{"source": ');
+    await form.getByRole('button', { name: 'Create task' }).click();
+    await form.locator('#create-error').waitFor({ state: 'visible' });
+    assert.match(await form.locator('#create-error').textContent(), /not valid JSON/);
+
+    // A server-side rejection shows the API's own {"error": ...} message. An unknown
+    // type stands in for a type list that went stale while the form was open.
+    const rejected = await api('/api/tasks', { method: 'POST', body: { name, type: `no_such_type_${RUN}`, payload: {} } });
+    assert.ok(rejected.status >= 400 && rejected.status < 500, `unknown type is a 4xx, got ${rejected.status}`);
+    assert.equal(typeof rejected.body?.error, 'string', 'the 4xx body is {"error": "..."}');
+    await form.locator('#cf-type').evaluate((select, type) => {
+      select.append(new Option(type, type));
+      select.value = type;
+    }, `no_such_type_${RUN}`);
+    await form.getByLabel('Payload (JSON object)').fill('{"source": "browser-test"}');
+    await form.getByRole('button', { name: 'Create task' }).click();
+    await eventually(async () => (await form.locator('#create-error').textContent()).includes(rejected.body.error),
+      { message: `the server's error "${rejected.body.error}" in the form` });
+    assert.ok(await form.isVisible(), 'the form stays open on an error');
+
+    await form.getByLabel('Type').selectOption('noop');
+    await screenshot(page, '06-create-form', { fullPage: false });
+    await form.getByRole('button', { name: 'Create task' }).click();
+    await form.waitFor({ state: 'hidden' });
+
+    const created = await eventually(async () => {
+      const { body } = await api('/api/tasks?limit=50');
+      return (body.tasks || []).find((t) => t.name === name);
+    }, { message: 'the form-created task in /api/tasks' });
+    assert.equal(created.type, 'noop');
+    assert.equal(created.priority, 7);
+    assert.deepEqual(created.payload, { source: 'browser-test' });
+    await rowFor(page, created.id).waitFor({ timeout: WAIT_MS });
+    await eventually(async () => (await rowFor(page, created.id).getAttribute('data-status')) === 'succeeded',
+      { message: 'the form-created task to succeed in the table' });
+    await screenshot(page, '07-created');
+  });
+
+  it('renders in dark mode, and the page raised no errors', STEP_TIMEOUT, async () => {
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.locator('#conn[data-state="live"]').waitFor({ timeout: WAIT_MS });
+    await screenshot(page, '08-dark');
+    assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  });
+});
