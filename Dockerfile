@@ -34,7 +34,7 @@ RUN mkdir -p src \
 # cargo rebuilds taskq itself instead of reusing the stub binary.
 COPY . .
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --bin taskq \
     && install -D -m 0755 target/release/taskq /out/usr/local/bin/taskq \
     && mkdir -p /out/data
 

@@ -166,6 +166,9 @@ pub struct Report {
     pub lost: usize,
     /// Attempts rescued after their worker vanished (`worker_lock_expired`).
     pub rescued_attempts: usize,
+    /// Of those, attempts rescued while their lease still held: their worker had
+    /// stopped heartbeating (dead, frozen, or cut off from the database).
+    pub rescued_within_lease: usize,
     /// Ledger runs beyond the first per task: executions the history explains as retries.
     pub repeated_runs: usize,
     pub violations: Vec<Violation>,
@@ -180,13 +183,14 @@ impl Report {
     pub fn summary(&self) -> String {
         let statuses: Vec<String> = self.by_status.iter().map(|(s, n)| format!("{s}={n}")).collect();
         format!(
-            "{} tasks ({}), {} events, {} ledger runs, lost={}, rescued attempts={}, repeated runs={}, violations={}",
+            "{} tasks ({}), {} events, {} ledger runs, lost={}, rescued attempts={} ({} within their lease), repeated runs={}, violations={}",
             self.tasks,
             statuses.join(" "),
             self.events,
             self.ledger_runs,
             self.lost,
             self.rescued_attempts,
+            self.rescued_within_lease,
             self.repeated_runs,
             self.violations.len()
         )
@@ -254,9 +258,7 @@ pub fn verify(
     options: &Options,
     now: DateTime<Utc>,
 ) -> Report {
-    let mut report = Report::default();
-    report.events = history.len();
-    report.ledger_runs = ledger.len();
+    let mut report = Report { events: history.len(), ledger_runs: ledger.len(), ..Report::default() };
     verify_page(tasks, history, ledger, options, now, &mut report);
     let stored: std::collections::HashSet<Uuid> = tasks.iter().map(|t| t.id).collect();
     for id in options.acknowledged.iter().filter(|id| !stored.contains(id)) {
@@ -295,7 +297,15 @@ fn verify_page(
         task_runs.sort_by_key(|r| (r.attempt, r.started_at));
         let mut checker = TaskCheck { task, options, now, violations: &mut report.violations };
         let attempts = checker.history(&history);
-        report.rescued_attempts += attempts.iter().filter(|a| a.end == Some(EventType::WorkerLockExpired)).count();
+        report.rescued_attempts +=
+            attempts.iter().filter(|a| a.end == Some(EventType::WorkerLockExpired)).count();
+        let lease = chrono::Duration::seconds(i64::from(task.timeout_seconds))
+            + chrono::Duration::from_std(options.lease_grace).unwrap_or_default();
+        report.rescued_within_lease += attempts
+            .iter()
+            .filter(|a| a.end == Some(EventType::WorkerLockExpired))
+            .filter(|a| a.ended_at.is_some_and(|ended| ended < a.started_at + lease))
+            .count();
         report.repeated_runs += task_runs.len().saturating_sub(1);
         checker.ledger(&attempts, &task_runs);
     }
@@ -336,7 +346,9 @@ fn slack(options: &Options) -> chrono::Duration {
 /// status the retry decision gave the task, checked with their partner event).
 fn status_after(event: EventType) -> Option<TaskStatus> {
     match event {
-        EventType::TaskQueued | EventType::RetryScheduled | EventType::TaskRequeued => Some(TaskStatus::Queued),
+        EventType::TaskQueued | EventType::RetryScheduled | EventType::TaskRequeued => {
+            Some(TaskStatus::Queued)
+        }
         EventType::TaskStarted => Some(TaskStatus::Running),
         EventType::TaskSucceeded => Some(TaskStatus::Succeeded),
         EventType::TaskFailedFinal => Some(TaskStatus::Failed),
@@ -396,7 +408,10 @@ impl TaskCheck<'_> {
                     }
                     other => self.violation(
                         Invariant::HistoryShape,
-                        format!("failure event {} is followed by {other:?}, not by its retry decision", failure.id),
+                        format!(
+                            "failure event {} is followed by {other:?}, not by its retry decision",
+                            failure.id
+                        ),
                     ),
                 }
             }
@@ -425,7 +440,10 @@ impl TaskCheck<'_> {
             match kind {
                 EventType::TaskQueued => {
                     if index != 0 {
-                        self.violation(Invariant::HistoryShape, format!("a second task_queued (event {})", event.id));
+                        self.violation(
+                            Invariant::HistoryShape,
+                            format!("a second task_queued (event {})", event.id),
+                        );
                     }
                     state = Some(TaskStatus::Queued);
                 }
@@ -433,7 +451,11 @@ impl TaskCheck<'_> {
                     if previous == Some(TaskStatus::Running) {
                         self.violation(
                             Invariant::NoOverlap,
-                            format!("attempt {} started while attempt {} was running", attempts.len() + 1, attempts.len()),
+                            format!(
+                                "attempt {} started while attempt {} was running",
+                                attempts.len() + 1,
+                                attempts.len()
+                            ),
                         );
                     } else if previous != Some(TaskStatus::Queued) {
                         self.violation(
@@ -446,7 +468,11 @@ impl TaskCheck<'_> {
                     {
                         self.violation(
                             Invariant::BackoffBounds,
-                            format!("attempt {} started at {} before its retry was due at {due}", attempts.len() + 1, event.created_at),
+                            format!(
+                                "attempt {} started at {} before its retry was due at {due}",
+                                attempts.len() + 1,
+                                event.created_at
+                            ),
                         );
                     }
                     if let Some(open) = attempts.last_mut().filter(|a| a.end.is_none()) {
@@ -468,8 +494,8 @@ impl TaskCheck<'_> {
                         successes += 1;
                         state = Some(TaskStatus::Succeeded);
                     } else {
+                        // The state changes with the decision event that follows.
                         pending_failure = Some(event);
-                        state = Some(event.status);
                     }
                 }
                 EventType::WorkerLockExpired => {
@@ -484,20 +510,25 @@ impl TaskCheck<'_> {
                         attempt.ended_at = Some(event.created_at);
                     }
                     pending_failure = Some(event);
-                    state = Some(event.status);
                 }
                 EventType::RetryScheduled => {
                     if !history.get(index.wrapping_sub(1)).is_some_and(|e| is_failure(e.event_type)) {
                         self.violation(
                             Invariant::HistoryShape,
-                            format!("retry_scheduled (event {}) without a failed attempt before it", event.id),
+                            format!(
+                                "retry_scheduled (event {}) without a failed attempt before it",
+                                event.id
+                            ),
                         );
                     }
                     retries += 1;
                     if event.retry_count != retries {
                         self.violation(
                             Invariant::Retries,
-                            format!("retry_scheduled (event {}) says retry {}, but it is retry {retries}", event.id, event.retry_count),
+                            format!(
+                                "retry_scheduled (event {}) says retry {}, but it is retry {retries}",
+                                event.id, event.retry_count
+                            ),
                         );
                     }
                     self.backoff(event);
@@ -509,10 +540,16 @@ impl TaskCheck<'_> {
                     match cause {
                         None => self.violation(
                             Invariant::HistoryShape,
-                            format!("task_failed_final (event {}) without a failed attempt before it", event.id),
+                            format!(
+                                "task_failed_final (event {}) without a failed attempt before it",
+                                event.id
+                            ),
                         ),
                         // Retries left: only a fatal handler error may fail the task.
-                        Some(cause) if event.retry_count < task.max_retries && cause.event_type != EventType::TaskFailed => {
+                        Some(cause)
+                            if event.retry_count < task.max_retries
+                                && cause.event_type != EventType::TaskFailed =>
+                        {
                             self.violation(
                                 Invariant::Retries,
                                 format!(
@@ -563,7 +600,10 @@ impl TaskCheck<'_> {
                     if event.retry_count != retries {
                         self.violation(
                             Invariant::Retries,
-                            format!("task_requeued (event {}) records retry count {}, expected {retries}", event.id, event.retry_count),
+                            format!(
+                                "task_requeued (event {}) records retry count {}, expected {retries}",
+                                event.id, event.retry_count
+                            ),
                         );
                     }
                     state = Some(TaskStatus::Queued);
@@ -576,7 +616,10 @@ impl TaskCheck<'_> {
             {
                 self.violation(
                     Invariant::Retries,
-                    format!("{kind:?} (event {}) records retry count {}, expected {retries}", event.id, event.retry_count),
+                    format!(
+                        "{kind:?} (event {}) records retry count {}, expected {retries}",
+                        event.id, event.retry_count
+                    ),
                 );
             }
             if is_failure(kind) || kind == EventType::TaskFailedFinal {
@@ -586,7 +629,10 @@ impl TaskCheck<'_> {
                 if event.retry_count != expected {
                     self.violation(
                         Invariant::Retries,
-                        format!("{kind:?} (event {}) records retry count {}, expected {expected}", event.id, event.retry_count),
+                        format!(
+                            "{kind:?} (event {}) records retry count {}, expected {expected}",
+                            event.id, event.retry_count
+                        ),
                     );
                 }
             }
@@ -603,7 +649,10 @@ impl TaskCheck<'_> {
             self.violation(Invariant::SingleSuccess, format!("{successes} task_succeeded events"));
         }
         if task.status == TaskStatus::Succeeded && successes != 1 {
-            self.violation(Invariant::SingleSuccess, format!("succeeded with {successes} task_succeeded events"));
+            self.violation(
+                Invariant::SingleSuccess,
+                format!("succeeded with {successes} task_succeeded events"),
+            );
         }
         // Invariant 4.
         if task.retry_count != retries {
@@ -633,7 +682,8 @@ impl TaskCheck<'_> {
     /// A worker's outcome for the attempt that is running (invariants 6, 7).
     fn outcome(&mut self, event: &HistoryEvent, previous: Option<TaskStatus>, attempt: Option<&mut Attempt>) {
         let kind = event.event_type;
-        let Some(attempt) = attempt.filter(|a| a.end.is_none() && previous == Some(TaskStatus::Running)) else {
+        let Some(attempt) = attempt.filter(|a| a.end.is_none() && previous == Some(TaskStatus::Running))
+        else {
             self.violation(
                 Invariant::HistoryShape,
                 format!("{kind:?} (event {}) without a running attempt", event.id),
@@ -650,7 +700,10 @@ impl TaskCheck<'_> {
         if started_by != event.worker_id {
             self.violation(
                 Invariant::FencedOutcome,
-                format!("{kind:?} of attempt {number} written for {:?}, which started as {started_by:?}", event.worker_id),
+                format!(
+                    "{kind:?} of attempt {number} written for {:?}, which started as {started_by:?}",
+                    event.worker_id
+                ),
             );
         }
         // The fence compares with the same clock that stamped the start (the
@@ -669,7 +722,10 @@ impl TaskCheck<'_> {
     /// Invariant 9: the delay lies within the policy's bounds.
     fn backoff(&mut self, event: &HistoryEvent) {
         let Some(next_run_at) = event.next_run_at else {
-            self.violation(Invariant::BackoffBounds, format!("retry_scheduled (event {}) has no next_run_at", event.id));
+            self.violation(
+                Invariant::BackoffBounds,
+                format!("retry_scheduled (event {}) has no next_run_at", event.id),
+            );
             return;
         };
         let (low, high) = self.options.policy.bounds(self.task.backoff_seconds, event.retry_count);
@@ -710,18 +766,30 @@ impl TaskCheck<'_> {
             if task.worker_id != latest.worker_id {
                 self.violation(
                     Invariant::SameTransaction,
-                    format!("worker_id is {:?} but the last attempt started on {:?}", task.worker_id, latest.worker_id),
+                    format!(
+                        "worker_id is {:?} but the last attempt started on {:?}",
+                        task.worker_id, latest.worker_id
+                    ),
                 );
             }
-            if task.started_at.is_none_or(|at| (at - latest.started_at).abs() > chrono::Duration::milliseconds(1)) {
+            if task
+                .started_at
+                .is_none_or(|at| (at - latest.started_at).abs() > chrono::Duration::milliseconds(1))
+            {
                 self.violation(
                     Invariant::SameTransaction,
-                    format!("started_at is {:?} but the last attempt started at {}", task.started_at, latest.started_at),
+                    format!(
+                        "started_at is {:?} but the last attempt started at {}",
+                        task.started_at, latest.started_at
+                    ),
                 );
             }
         }
         if task.status == TaskStatus::Running && attempts.last().is_none_or(|a| a.end.is_some()) {
-            self.violation(Invariant::SameTransaction, "running without a running attempt in the history".into());
+            self.violation(
+                Invariant::SameTransaction,
+                "running without a running attempt in the history".into(),
+            );
         }
     }
 
@@ -734,7 +802,10 @@ impl TaskCheck<'_> {
         match task.status {
             TaskStatus::Running => self.violation(
                 Invariant::Settled,
-                format!("still running at rest (worker {:?}, lease until {:?})", task.worker_id, task.locked_until),
+                format!(
+                    "still running at rest (worker {:?}, lease until {:?})",
+                    task.worker_id, task.locked_until
+                ),
             ),
             TaskStatus::Queued if task.run_at + slack(self.options) < self.now => self.violation(
                 Invariant::Settled,
@@ -755,16 +826,20 @@ impl TaskCheck<'_> {
                     Invariant::LedgerExplained,
                     format!("a run of attempt {} that the history never started", run.attempt),
                 ),
-                Some(attempt) if attempt.worker_id.as_deref() != Some(run.worker_id.as_str()) => self.violation(
-                    Invariant::LedgerExplained,
-                    format!(
-                        "attempt {} ran on {} but the history started it on {:?}",
-                        run.attempt, run.worker_id, attempt.worker_id
+                Some(attempt) if attempt.worker_id.as_deref() != Some(run.worker_id.as_str()) => self
+                    .violation(
+                        Invariant::LedgerExplained,
+                        format!(
+                            "attempt {} ran on {} but the history started it on {:?}",
+                            run.attempt, run.worker_id, attempt.worker_id
+                        ),
                     ),
-                ),
                 Some(attempt) if run.started_at + slack(self.options) < attempt.started_at => self.violation(
                     Invariant::LedgerExplained,
-                    format!("attempt {} ran at {} before it was claimed at {}", run.attempt, run.started_at, attempt.started_at),
+                    format!(
+                        "attempt {} ran at {} before it was claimed at {}",
+                        run.attempt, run.started_at, attempt.started_at
+                    ),
                 ),
                 Some(_) => {}
             }
@@ -772,13 +847,17 @@ impl TaskCheck<'_> {
         for (attempt, count) in seen.into_iter().filter(|(_, n)| *n > 1) {
             self.violation(Invariant::LedgerExplained, format!("attempt {attempt} ran {count} times"));
         }
-        if task.status == TaskStatus::Succeeded && self.options.ledger_types.iter().any(|t| *t == task.task_type) {
+        if task.status == TaskStatus::Succeeded && self.options.ledger_types.contains(&task.task_type) {
             let succeeded = attempts.iter().find(|a| a.end == Some(EventType::TaskSucceeded));
-            let ran = succeeded.is_some_and(|a| runs.iter().any(|r| r.attempt == a.number && r.finished_at.is_some()));
+            let ran = succeeded
+                .is_some_and(|a| runs.iter().any(|r| r.attempt == a.number && r.finished_at.is_some()));
             if !ran {
                 self.violation(
                     Invariant::LedgerExplained,
-                    format!("succeeded on attempt {:?} without a finished run in the ledger", succeeded.map(|a| a.number)),
+                    format!(
+                        "succeeded on attempt {:?} without a finished run in the ledger",
+                        succeeded.map(|a| a.number)
+                    ),
                 );
             }
         }
@@ -788,7 +867,8 @@ impl TaskCheck<'_> {
                 if later.attempt == earlier.attempt {
                     continue;
                 }
-                let (first, second) = if earlier.attempt < later.attempt { (earlier, later) } else { (later, earlier) };
+                let (first, second) =
+                    if earlier.attempt < later.attempt { (earlier, later) } else { (later, earlier) };
                 // A run that never recorded its end was stopped at the latest when its
                 // attempt ended (aborted at a timeout or a release), if it did.
                 let first_end = first
@@ -834,9 +914,8 @@ impl Source {
             Ok(Self::Postgres(tx))
         } else if url.starts_with("sqlite:") {
             use std::str::FromStr;
-            let options = SqliteConnectOptions::from_str(url)?
-                .read_only(true)
-                .busy_timeout(Duration::from_secs(10));
+            let options =
+                SqliteConnectOptions::from_str(url)?.read_only(true).busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
             // A read transaction in WAL mode sees one snapshot from its first read on.
             let tx = pool.begin().await?;
@@ -1131,7 +1210,11 @@ mod tests {
     fn an_unexplained_ledger_run_is_a_violation() {
         let mut story = Story::new();
         story.start(10, "a").event(20, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
-        let runs = vec![story.run(1, "a", 11, Some(19)), story.run(1, "a", 12, Some(19)), story.run(2, "c", 30, None)];
+        let runs = vec![
+            story.run(1, "a", 11, Some(19)),
+            story.run(1, "a", 12, Some(19)),
+            story.run(2, "c", 30, None),
+        ];
         assert_eq!(broken(&story.verify(runs, &Options::default())), [11]);
     }
 

@@ -3,13 +3,13 @@
 //! concurrent runs safe (row locks for rescue, an advisory lock for pruning).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use crate::backoff::RetryPolicy;
 use crate::metrics;
-use crate::store::{Store, Task};
+use crate::store::{Store, Task, WORKER_STALE_AFTER};
 
 /// The most expired attempts one rescue query handles; it runs again while full.
 const RESCUE_BATCH: u32 = 100;
@@ -22,21 +22,30 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Finds attempts whose lease ran out, or whose worker stopped heartbeating, and
 /// records them as failed attempts (`worker_lock_expired`) with the usual retry policy.
+///
+/// A worker's silence only proves it dead while the database could hear it. During a
+/// database outage every heartbeat fails, so right after one every live worker looks
+/// silent; rescuing then would hand tasks that are still running, under leases that
+/// still hold, to a second worker. So after its own database access failed, the
+/// Rescuer waits [`WORKER_STALE_AFTER`] (every live worker heartbeats again within
+/// it) before it rescues anything.
 pub struct Rescuer {
     pub store: Arc<dyn Store>,
     pub policy: RetryPolicy,
     pub interval: Duration,
     /// A rescue is in flight; ticks are skipped meanwhile.
     running: bool,
+    /// When a rescue last failed to reach the database.
+    last_failure: Option<Instant>,
 }
 
 impl Rescuer {
     pub fn new(store: Arc<dyn Store>, policy: RetryPolicy, interval: Duration) -> Self {
-        Self { store, policy, interval, running: false }
+        Self { store, policy, interval, running: false, last_failure: None }
     }
 
     fn rescue(&mut self, ctx: &mut Context<Self>) {
-        if self.running {
+        if self.running || self.last_failure.is_some_and(|failed| failed.elapsed() < WORKER_STALE_AFTER) {
             return;
         }
         self.running = true;
@@ -52,17 +61,26 @@ impl Rescuer {
                             tracing::warn!(tasks = ?rescued, "rescued attempts whose worker is gone");
                         }
                         if (rescued.len() as u32) < RESCUE_BATCH {
-                            break;
+                            return true;
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(error = %error, "rescue failed; retrying at the next tick");
-                        break;
+                        tracing::warn!(
+                            error = %error,
+                            wait = ?WORKER_STALE_AFTER,
+                            "rescue failed; rescuing again once workers have had time to heartbeat"
+                        );
+                        return false;
                     }
                 }
             }
         };
-        ctx.spawn(super::io(work).into_actor(self).map(|(), rescuer, _| rescuer.running = false));
+        ctx.spawn(super::io(work).into_actor(self).map(|reached, rescuer, _| {
+            rescuer.running = false;
+            if !reached {
+                rescuer.last_failure = Some(Instant::now());
+            }
+        }));
     }
 }
 

@@ -114,10 +114,22 @@ impl Ledger {
         let worker = task.worker_id.to_string();
         match &self.db {
             LedgerDb::Postgres(pool) => {
-                sqlx::query_scalar(SQL).bind(task.id).bind(task.attempt).bind(worker).bind(Utc::now()).fetch_one(pool).await
+                sqlx::query_scalar(SQL)
+                    .bind(task.id)
+                    .bind(task.attempt)
+                    .bind(worker)
+                    .bind(Utc::now())
+                    .fetch_one(pool)
+                    .await
             }
             LedgerDb::Sqlite(pool) => {
-                sqlx::query_scalar(SQL).bind(task.id).bind(task.attempt).bind(worker).bind(Utc::now()).fetch_one(pool).await
+                sqlx::query_scalar(SQL)
+                    .bind(task.id)
+                    .bind(task.attempt)
+                    .bind(worker)
+                    .bind(Utc::now())
+                    .fetch_one(pool)
+                    .await
             }
         }
     }
@@ -125,8 +137,12 @@ impl Ledger {
     async fn finish(&self, row: i64) -> Result<(), sqlx::Error> {
         const SQL: &str = "UPDATE taskq_ledger SET finished_at = $1 WHERE id = $2";
         match &self.db {
-            LedgerDb::Postgres(pool) => sqlx::query(SQL).bind(Utc::now()).bind(row).execute(pool).await.map(drop),
-            LedgerDb::Sqlite(pool) => sqlx::query(SQL).bind(Utc::now()).bind(row).execute(pool).await.map(drop),
+            LedgerDb::Postgres(pool) => {
+                sqlx::query(SQL).bind(Utc::now()).bind(row).execute(pool).await.map(drop)
+            }
+            LedgerDb::Sqlite(pool) => {
+                sqlx::query(SQL).bind(Utc::now()).bind(row).execute(pool).await.map(drop)
+            }
         }
     }
 }

@@ -299,7 +299,7 @@ async fn five_hundred_executors_run_side_by_side(#[case] backend: Backend) {
     })
     .await;
     let peak = *recorder.max_running.lock().unwrap().get(worker.id()).unwrap();
-    assert!(peak <= 500 && peak >= 100, "peak concurrency {peak}");
+    assert!((100..=500).contains(&peak), "peak concurrency {peak}");
     worker.shutdown().await;
 }
 

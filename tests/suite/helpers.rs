@@ -179,10 +179,7 @@ impl Handler for Recorder {
             let peak = max.entry(worker.clone()).or_default();
             *peak = (*peak).max(*now);
         }
-        self.runs.lock().unwrap().push(Run {
-            task_id: task.id,
-            name: task.name.clone(),
-        });
+        self.runs.lock().unwrap().push(Run { task_id: task.id, name: task.name.clone() });
         if let Some(ms) = task.payload.get("ms").and_then(Value::as_u64) {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }

@@ -132,7 +132,7 @@ async fn outcome_writes_are_fenced_by_worker_and_attempt(#[case] backend: Backen
     let wrong_attempt = Completion { attempt: AttemptRef { task_id: id, attempt: 2 }, result: None };
     assert!(store.complete("w1", &[wrong_attempt]).await.unwrap().is_empty(), "another attempt");
     assert_eq!(store.get_task(id).await.unwrap().unwrap().status, TaskStatus::Running);
-    assert_eq!(store.complete("w1", &[stale.clone()]).await.unwrap(), [id]);
+    assert_eq!(store.complete("w1", std::slice::from_ref(&stale)).await.unwrap(), [id]);
     assert!(store.complete("w1", &[stale]).await.unwrap().is_empty(), "a second ack changes nothing");
     assert_eq!(
         event_types(&store.history(id).await.unwrap()),
