@@ -27,6 +27,8 @@ use crate::store::{AttemptRef, Store, StoreError, Task, WorkerInfo};
 
 /// How often the worker's liveness is written (see `store::WORKER_STALE_AFTER`).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// How soon a worker whose first heartbeat failed tries again.
+const REGISTER_RETRY: Duration = Duration::from_millis(500);
 /// Backoff of the NOTIFY listener's reconnects: doubling from the first to the last.
 const LISTEN_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
 
@@ -44,6 +46,8 @@ pub struct Dispatcher {
     drained: bool,
     /// Shutdown began: claim nothing more.
     stopping: bool,
+    /// The first heartbeat is written; no claim happens before.
+    registered: bool,
     /// `WhenIdle` callers.
     idle_waiters: Vec<oneshot::Sender<()>>,
     /// The wake-up listener's task, stopped with the Dispatcher.
@@ -62,6 +66,7 @@ impl Dispatcher {
             claiming: false,
             drained: false,
             stopping: false,
+            registered: false,
             idle_waiters: Vec::new(),
             listener: None,
         }
@@ -78,7 +83,7 @@ impl Dispatcher {
     }
 
     fn claim(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping || self.claiming || self.idle.is_empty() {
+        if self.stopping || self.claiming || !self.registered || self.idle.is_empty() {
             return;
         }
         self.claiming = true;
@@ -142,7 +147,8 @@ impl Dispatcher {
         }
     }
 
-    fn heartbeat(&self) -> impl Future<Output = ()> + 'static {
+    /// Writes the worker's heartbeat; resolves to whether it was written.
+    fn heartbeat(&self) -> impl Future<Output = bool> + 'static {
         let store = Arc::clone(&self.store);
         let info = WorkerInfo {
             worker_id: self.worker_id.to_string(),
@@ -152,10 +158,24 @@ impl Dispatcher {
             last_seen_at: Utc::now(),
         };
         super::io(async move {
-            if let Err(error) = store.heartbeat(&info).await {
+            let written = store.heartbeat(&info).await;
+            if let Err(error) = &written {
                 tracing::warn!(error = %error, "heartbeat failed");
             }
+            written.is_ok()
         })
+    }
+
+    /// Heartbeats, and retries soon while the worker is not registered yet.
+    fn register(&mut self, ctx: &mut Context<Self>) {
+        ctx.wait(self.heartbeat().into_actor(self).map(|written, dispatcher, ctx| {
+            dispatcher.registered = written;
+            if written {
+                dispatcher.claim(ctx);
+            } else {
+                ctx.run_later(REGISTER_RETRY, |dispatcher, ctx| dispatcher.register(ctx));
+            }
+        }));
     }
 
     /// Forwards wake-up hints to the Dispatcher for as long as it lives, reconnecting
@@ -217,18 +237,17 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Heartbeat before the first claim, so the Rescuer never mistakes this
-        // worker's first tasks for orphans.
-        ctx.wait(self.heartbeat().into_actor(self));
+        // Claim only once the heartbeat is written, so the Rescuer never mistakes
+        // this worker's tasks for orphans.
+        self.register(ctx);
         ctx.run_interval(HEARTBEAT_INTERVAL, |dispatcher, ctx| {
-            ctx.spawn(dispatcher.heartbeat().into_actor(dispatcher));
+            ctx.spawn(dispatcher.heartbeat().into_actor(dispatcher).map(|_, _, _| ()));
         });
         ctx.run_interval(self.config.poll_interval, |dispatcher, ctx| {
             dispatcher.drained = false;
             dispatcher.claim(ctx);
         });
         self.listen(ctx);
-        self.claim(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
