@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 dir=$(mktemp -d /tmp/taskq-browser.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 DATABASE_URL="sqlite://$dir/taskq.db" SERVER_PORT=$port DEMO_TIME_SCALE=0.05 LOG_FORMAT=json \
-    target/release/taskq >"$dir/taskq.log" 2>&1 &
+    "${CARGO_TARGET_DIR:-target}/release/taskq" >"$dir/taskq.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do
