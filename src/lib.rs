@@ -31,6 +31,7 @@
 pub mod actors;
 pub mod app;
 pub mod backoff;
+pub mod bench;
 pub mod check;
 pub mod config;
 pub mod handlers;

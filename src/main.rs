@@ -37,6 +37,9 @@ enum Command {
     /// Verifies the queue's invariants over every task and its history (see
     /// docs/reliability.md); exits 1 when one is broken.
     Check(taskq::check::CheckArgs),
+    /// Measures taskq against DATABASE_URL (in a database of its own) beside raw SQL;
+    /// see docs/benchmarks.md.
+    Bench(taskq::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Migrate { direction } => actix_web::rt::System::new().block_on(migrate(config, &direction)),
         Command::Healthcheck => healthcheck(&config),
         Command::Check(args) => actix_web::rt::System::new().block_on(taskq::check::command(config, args)),
+        Command::Bench(args) => actix_web::rt::System::new().block_on(taskq::bench::run(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

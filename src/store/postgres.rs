@@ -22,15 +22,37 @@ const PRUNE_LOCK_KEY: i64 = 0x7461_736b_7072_756e; // "taskprun"
 
 pub struct PgStore {
     pool: PgPool,
+    /// When this process last reverted (or re-applied after reverting) the schema.
+    /// Connections opened before it are retired at their next acquire: their cached
+    /// prepared statements describe tables and enum types that were dropped, and
+    /// PostgreSQL refuses them ("cached plan must not change result type") rather
+    /// than re-planning. Written by `migrate_down` / `migrate`, read by the pool.
+    schema_changed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl PgStore {
     pub fn connect(options: &ConnectOptions) -> Result<Self> {
+        let schema_changed = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+        let changed = Arc::clone(&schema_changed);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            .before_acquire(move |_, meta| {
+                let changed = *changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let opened = std::time::Instant::now().checked_sub(meta.age);
+                let current = match (changed, opened) {
+                    (Some(changed), Some(opened)) => opened >= changed,
+                    _ => true,
+                };
+                Box::pin(async move { Ok(current) })
+            })
             .connect_lazy(&options.url)?;
-        Ok(Self { pool })
+        Ok(Self { pool, schema_changed })
+    }
+
+    fn retire_connections(&self) {
+        *self.schema_changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some(std::time::Instant::now());
     }
 
     /// The pool, for tests and tools (`taskq check`, `taskq bench`) that inspect the
@@ -56,8 +78,10 @@ impl PgStore {
         let delays: Vec<Option<f64>> = failures.iter().map(|f| f.retry_in.map(|d| d.as_secs_f64())).collect();
         let rows = sqlx::query(
             r#"
-            WITH input AS (
-                SELECT * FROM unnest($1::uuid[], $2::int[], $3::task_event[], $4::text[], $5::float8[])
+            WITH input AS MATERIALIZED (
+                -- The status fence rides on the input rows: see `complete` for why.
+                SELECT i.*, 'running'::task_status AS running
+                FROM unnest($1::uuid[], $2::int[], $3::task_event[], $4::text[], $5::float8[])
                     AS i (id, attempt, event, error, retry_in)
             ), updated AS (
                 UPDATE tasks AS t SET
@@ -70,7 +94,7 @@ impl PgStore {
                     locked_until = NULL,
                     updated_at = now()
                 FROM input AS i
-                WHERE t.id = i.id AND t.status = 'running' AND t.attempt = i.attempt
+                WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
                   AND ($6::text IS NULL OR (t.worker_id = $6 AND t.locked_until >= now()))
                 RETURNING t.id, t.status, t.retry_count, t.worker_id, t.run_at, i.event, i.error
             ), history AS (
@@ -109,6 +133,12 @@ impl Store for PgStore {
 
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
+        let reverted_before =
+            self.schema_changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some();
+        if reverted_before {
+            // Statements prepared between the revert and now saw no tables at all.
+            self.retire_connections();
+        }
         Ok(())
     }
 
@@ -120,6 +150,7 @@ impl Store for PgStore {
         .await?;
         let target = applied.get(1).copied().unwrap_or(0);
         MIGRATOR.undo(&self.pool, target).await?;
+        self.retire_connections();
         Ok(())
     }
 
@@ -144,9 +175,8 @@ impl Store for PgStore {
         let run_ats: Vec<Option<chrono::DateTime<chrono::Utc>>> = tasks.iter().map(|t| t.run_at).collect();
         let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
 
-        // One statement: insert, write the history, and NOTIFY (delivered at commit)
-        // when something is runnable now. Identical notifications in one transaction
-        // are folded into one by PostgreSQL.
+        // One statement: insert and write the history. The NOTIFY that wakes the
+        // Dispatchers is sent after the commit, below.
         let inserted: Vec<Task> = sqlx::query_as(
             r#"
             WITH input AS (
@@ -166,9 +196,7 @@ impl Store for PgStore {
                 INSERT INTO task_history (task_id, event_type, status, retry_count, created_at)
                 SELECT id, 'task_queued', 'queued', 0, created_at FROM inserted
             )
-            SELECT inserted.*,
-                   CASE WHEN run_at <= now() THEN pg_notify('taskq_wakeup', '')::text END AS woke
-            FROM inserted
+            SELECT * FROM inserted
             "#,
         )
         .bind(&ids)
@@ -183,6 +211,23 @@ impl Store for PgStore {
         .bind(&keys)
         .fetch_all(&self.pool)
         .await?;
+
+        // The wake-up goes in a transaction of its own, after the insert committed,
+        // not as pg_notify inside the insert: PostgreSQL serialises the commits of
+        // notifying transactions on one global lock held through their WAL flush, so
+        // inserts that notify cannot share a flush (group commit) and concurrent
+        // single-task inserts were held to one fsync each, whatever the number of
+        // connections (`docs/benchmarks.md`, enqueue). A notify-only transaction has
+        // written no WAL when it commits, so it holds that lock without waiting for a
+        // flush. It is a hint: if it fails the insert still stands (the poll wakes the
+        // workers), so the error is logged, not returned.
+        if inserted.iter().any(|task| task.run_at <= task.created_at) {
+            if let Err(error) =
+                sqlx::query("SELECT pg_notify($1, '')").bind(WAKEUP_CHANNEL).execute(&self.pool).await
+            {
+                tracing::warn!(error = %error, "could not notify workers of new tasks; they will find them at their next poll");
+            }
+        }
 
         // Tasks not inserted lost an idempotency-key conflict: fetch the winners.
         let existing: Vec<Task> = if inserted.len() < tasks.len() {
@@ -272,10 +317,19 @@ impl Store for PgStore {
         let attempts: Vec<i32> = done.iter().map(|c| c.attempt.attempt).collect();
         let results: Vec<Option<String>> =
             done.iter().map(|c| c.result.as_ref().map(|r| r.to_string())).collect();
+        // The fence (status, worker) comes in with the input rows, in a MATERIALIZED
+        // CTE, instead of as constants: as constants they let the planner reach the
+        // tasks through the partial lease index, and when its statistics say few tasks
+        // run (a fresh or just-truncated table, a burst after a quiet hour) it picks
+        // that index as the outer side and rescans the whole input for every running
+        // task, O(running × batch): seconds per batch at a thousand of each, long
+        // enough for leases to run out. Joined to the input, the tasks can only be
+        // reached by primary key (or hashed), linear in the batch.
         let rows = sqlx::query(
             r#"
-            WITH input AS (
-                SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[]) AS i (id, attempt, result)
+            WITH input AS MATERIALIZED (
+                SELECT i.*, 'running'::task_status AS running, $4::text AS worker_id
+                FROM unnest($1::uuid[], $2::int[], $3::text[]) AS i (id, attempt, result)
             ), updated AS (
                 UPDATE tasks AS t SET
                     status = 'succeeded',
@@ -284,8 +338,8 @@ impl Store for PgStore {
                     completed_at = now(),
                     updated_at = now()
                 FROM input AS i
-                WHERE t.id = i.id AND t.status = 'running' AND t.attempt = i.attempt
-                  AND t.worker_id = $4 AND t.locked_until >= now()
+                WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
+                  AND t.worker_id = i.worker_id AND t.locked_until >= now()
                 RETURNING t.id, t.retry_count, t.worker_id
             ), history AS (
                 INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id)
@@ -312,13 +366,15 @@ impl Store for PgStore {
         let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
         let rows = sqlx::query(
             r#"
-            WITH input AS (
-                SELECT * FROM unnest($1::uuid[], $2::int[]) AS i (id, attempt)
+            WITH input AS MATERIALIZED (
+                -- The fence rides on the input rows: see `complete` for why.
+                SELECT i.*, 'running'::task_status AS running, $3::text AS worker_id
+                FROM unnest($1::uuid[], $2::int[]) AS i (id, attempt)
             ), updated AS (
                 UPDATE tasks AS t SET status = 'queued', locked_until = NULL, updated_at = now()
                 FROM input AS i
-                WHERE t.id = i.id AND t.status = 'running' AND t.attempt = i.attempt
-                  AND t.worker_id = $3
+                WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
+                  AND t.worker_id = i.worker_id
                 RETURNING t.id, t.retry_count, t.worker_id
             ), history AS (
                 INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message)

@@ -1,0 +1,50 @@
+//! `taskq bench` at a tiny size, so the command cannot rot: every scenario runs once
+//! against a fresh database (which the benchmark creates and drops itself) and
+//! reports its figures. Nothing here looks at the values: benchmarks measure, tests
+//! only check that they can.
+
+use clap::Parser;
+use taskq::bench::{BenchArgs, Scenario};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("TASKQ_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[test]
+fn every_bench_scenario_runs_at_a_tiny_size_and_reports_its_figures() {
+    let url = pg_admin_url();
+    let bin = env!("CARGO_BIN_EXE_taskq");
+    #[rustfmt::skip]
+    let cli = Cli::parse_from([
+        "bench", "--database-url", &url, "--taskq-bin", bin, "--runs", "1",
+        "--drain-tasks", "200", "--concurrency", "5", "--batch", "100",
+        "--latency-tasks", "5", "--latency-interval", "5ms",
+        "--enqueue-tasks", "20", "--enqueue-connections", "2", "--enqueue-batch-tasks", "200",
+        "--http-connections", "2", "--http-duration", "1s",
+        "--stats-tasks", "1000", "--stats-requests", "5",
+        "--scale-workers", "1,2", "--scale-concurrency", "5", "--scale-tasks", "200",
+        "--memory-concurrency", "5", "--memory-settle", "100ms",
+    ]);
+
+    let report =
+        actix_rt::System::new().block_on(taskq::bench::measure(cli.bench)).expect("the benchmark runs");
+
+    for scenario in Scenario::ALL {
+        let figures: Vec<_> = report.figures.iter().filter(|f| f.scenario == scenario.name()).collect();
+        assert!(!figures.is_empty(), "{} reported nothing", scenario.name());
+        for figure in figures {
+            assert_eq!(figure.runs.len(), 1, "{} / {}: one value per run", figure.scenario, figure.name);
+            assert!(figure.runs[0].is_finite(), "{} / {} is not a number", figure.scenario, figure.name);
+        }
+    }
+    let with_baseline = report.figures.iter().filter(|f| f.raw_sql.is_some()).count();
+    assert!(with_baseline > 0, "the raw-SQL baselines ran");
+    assert!(report.table().contains("drain"));
+    serde_json::to_string(&report).expect("the report serialises");
+}
