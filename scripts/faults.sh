@@ -42,16 +42,10 @@ echo "== the suite took $(( $(date +%s) - started )) s"
 echo "== OpenAPI-driven fuzz (schemathesis)"
 examples=$([ "$mode" = soak ] && echo 500 || echo 25)
 dir=$(mktemp -d /tmp/taskq-schemathesis.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cargo build --locked --quiet --bin taskq
-DATABASE_URL="sqlite://$dir/fuzz.db" ROLE=server SERVER_PORT=$port LOG_FORMAT=json \
-    target/debug/taskq >"$dir/taskq.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/livez" >/dev/null && break
-    sleep 0.1
-done
+source scripts/serve.sh
+start_taskq "${CARGO_TARGET_DIR:-target}/debug/taskq" "$dir" DATABASE_URL="sqlite://$dir/fuzz.db" ROLE=server
+port=$TASKQ_PORT
 if ! curl -sf "http://127.0.0.1:$port/api/openapi.json" -o "$dir/openapi.json"; then
     echo "faults.sh: SKIPPED schemathesis: this build serves no /api/openapi.json"
 else

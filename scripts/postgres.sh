@@ -8,6 +8,8 @@
 # Without any of these it stops with a message: the suite never skips PostgreSQL.
 # Source it: `source scripts/postgres.sh`.
 
+source "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
+
 pg_answers() {
     if command -v psql >/dev/null 2>&1; then
         psql "$1" -Atqc 'SELECT 1' >/dev/null 2>&1
@@ -32,7 +34,7 @@ start_throwaway_pg() {
     local bin dir port runas=()
     bin=$(find_pg_bin) || return 1
     dir=$(mktemp -d /tmp/taskq-pg.XXXXXX)
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     if [ "$(id -u)" = 0 ]; then
         id postgres >/dev/null 2>&1 || useradd --system postgres
         chown postgres "$dir"

@@ -19,6 +19,8 @@
 
 #[path = "faults/harness.rs"]
 mod harness;
+#[path = "common/wait.rs"]
+mod wait;
 
 #[path = "faults/contention.rs"]
 mod contention;

@@ -174,14 +174,3 @@ impl Handler<Abort> for Executor {
         Some(running.attempt)
     }
 }
-
-impl FailureKind {
-    /// The label of the failure in metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Error => "failed",
-            Self::TimedOut => "timed_out",
-            Self::LockExpired => "lock_expired",
-        }
-    }
-}

@@ -40,7 +40,7 @@ use std::sync::OnceLock;
 use crate::config::WorkerConfig;
 use crate::handlers::Registry;
 use crate::store::Store;
-use messages::{AbortAll, Flush, Stop, StopClaiming, Wake, WhenIdle};
+use messages::{AbortAll, Flush, Stop, StopClaiming, WhenIdle};
 
 /// The runtime every database call of the actors runs on: multi-threaded, shared by
 /// the process, never dropped.
@@ -127,11 +127,6 @@ impl Worker {
             Pruner::new(Arc::clone(&store), config.retention_succeeded, config.retention_failed).start();
         tracing::info!(worker_id = %config.worker_id, concurrency, "worker started");
         Self { store, config, dispatcher, completer, retry, rescuer, pruner }
-    }
-
-    /// Asks the Dispatcher to claim now (in-process producers use this).
-    pub fn wake(&self) {
-        self.dispatcher.do_send(Wake);
     }
 
     pub fn id(&self) -> &str {

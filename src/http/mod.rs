@@ -11,8 +11,6 @@ mod stream;
 mod tasks;
 pub mod validate;
 
-pub use openapi::document as openapi_document;
-
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;

@@ -230,19 +230,22 @@ pub async fn stats(store: &dyn Store) -> Result<Stats> {
 
 /// Pairs each requested task with the stored one: inserted now, or the earlier task
 /// that holds its idempotency key.
+/// Batches hold up to a thousand tasks, so look-ups go through maps, not scans.
 fn match_created(requested: &[NewTask], inserted: Vec<Task>, existing: Vec<Task>) -> Vec<Created> {
+    let by_key: std::collections::HashMap<&str, &Task> = inserted
+        .iter()
+        .chain(existing.iter())
+        .filter_map(|t| t.idempotency_key.as_deref().map(|key| (key, t)))
+        .collect();
+    let by_id: std::collections::HashMap<Uuid, &Task> = inserted.iter().map(|t| (t.id, t)).collect();
     requested
         .iter()
         .filter_map(|request| {
-            if let Some(task) = inserted.iter().find(|t| t.id == request.id) {
-                return Some(Created { task: task.clone(), inserted: true });
+            if let Some(task) = by_id.get(&request.id) {
+                return Some(Created { task: (*task).clone(), inserted: true });
             }
             let key = request.idempotency_key.as_deref()?;
-            inserted
-                .iter()
-                .chain(existing.iter())
-                .find(|t| t.idempotency_key.as_deref() == Some(key))
-                .map(|task| Created { task: task.clone(), inserted: false })
+            by_key.get(key).map(|task| Created { task: (*task).clone(), inserted: false })
         })
         .collect()
 }

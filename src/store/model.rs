@@ -212,6 +212,15 @@ impl FailureKind {
             Self::LockExpired => EventType::WorkerLockExpired,
         }
     }
+
+    /// The failure's label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Error => "failed",
+            Self::TimedOut => "timed_out",
+            Self::LockExpired => "lock_expired",
+        }
+    }
 }
 
 /// A failed attempt with the Retry policy's decision already made.

@@ -55,12 +55,6 @@ impl PgStore {
             Some(std::time::Instant::now());
     }
 
-    /// The pool, for tests and tools (`taskq check`, `taskq bench`) that inspect the
-    /// database directly.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// The UPDATE shared by `fail` (fenced to the worker and its live lease) and
     /// `rescue` (fenced to the expired attempt, which the caller holds locked).
     async fn apply_failures<'e, E>(
@@ -231,9 +225,10 @@ impl Store for PgStore {
 
         // Tasks not inserted lost an idempotency-key conflict: fetch the winners.
         let existing: Vec<Task> = if inserted.len() < tasks.len() {
+            let stored: std::collections::HashSet<Uuid> = inserted.iter().map(|t| t.id).collect();
             let lost: Vec<&str> = tasks
                 .iter()
-                .filter(|t| !inserted.iter().any(|i| i.id == t.id))
+                .filter(|t| !stored.contains(&t.id))
                 .filter_map(|t| t.idempotency_key.as_deref())
                 .collect();
             sqlx::query_as("SELECT * FROM tasks WHERE idempotency_key = ANY($1)")

@@ -67,19 +67,12 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `deadline`.
-pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::wait::poll(what, deadline, Duration::from_millis(50), check).await
 }
 
 /// A directory for one test's files, kept when the test fails (for its logs).

@@ -5,3 +5,5 @@ mod api;
 mod engine;
 mod helpers;
 mod store;
+#[path = "../common/wait.rs"]
+mod wait;
