@@ -21,7 +21,7 @@ use crate::actors::{StatsBroadcaster, Worker};
 use crate::config::Config;
 use crate::handlers::Registry;
 use crate::http::{self, AppState};
-use crate::store::{self, ConnectOptions, Store};
+use crate::store::{self, ConnectOptions, CreateBatcher, Store};
 
 /// How long migrations are retried at start while the database is unreachable.
 const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
@@ -66,8 +66,11 @@ impl Application {
             .role
             .runs_server()
             .then(|| StatsBroadcaster::new(Arc::clone(&store), config.stats_interval).start());
+        // Half the pool for inserts of single tasks: the rest of the API keeps its own.
+        let insert_writers = (config.db_max_connections as usize / 2).max(1);
         let state = web::Data::new(AppState {
             store: Arc::clone(&store),
+            creator: CreateBatcher::start(Arc::clone(&store), insert_writers, store::ACQUIRE_TIMEOUT),
             registry: Arc::clone(&registry),
             broadcaster: broadcaster.clone(),
             api_tokens: config.api_tokens.clone(),

@@ -54,6 +54,7 @@ pub struct RawSettings {
     pub server_host: Option<String>,
     pub server_port: Option<String>,
     pub worker_concurrency: Option<String>,
+    pub worker_prefetch: Option<String>,
     pub worker_poll_interval: Option<String>,
     pub worker_timeout: Option<String>,
     pub worker_id: Option<String>,
@@ -124,6 +125,9 @@ pub struct Config {
 pub struct WorkerConfig {
     pub worker_id: String,
     pub concurrency: usize,
+    /// The most claimed tasks held beyond the idle executors (`WORKER_PREFETCH`); the
+    /// Dispatcher holds fewer when its tasks are slow, and none when this is 0.
+    pub prefetch: usize,
     pub poll_interval: Duration,
     /// `timeout_seconds` of tasks that do not set one (`WORKER_TIMEOUT`).
     pub default_timeout: Duration,
@@ -141,6 +145,7 @@ impl Default for WorkerConfig {
         Self {
             worker_id: default_worker_id(),
             concurrency: 5,
+            prefetch: 500,
             poll_interval: Duration::from_secs(1),
             default_timeout: Duration::from_secs(30),
             lease_grace: Duration::from_secs(10),
@@ -178,6 +183,7 @@ impl Config {
                 _ => defaults.worker_id,
             },
             concurrency: number("WORKER_CONCURRENCY", raw.worker_concurrency, 5, 1..=1000)?,
+            prefetch: number("WORKER_PREFETCH", raw.worker_prefetch, defaults.prefetch, 0..=10_000)?,
             poll_interval: duration(
                 "WORKER_POLL_INTERVAL",
                 raw.worker_poll_interval,

@@ -37,5 +37,6 @@ pub mod config;
 pub mod handlers;
 pub mod http;
 pub mod metrics;
+mod runtime;
 pub mod store;
 pub mod telemetry;

@@ -1,18 +1,26 @@
 //! Dispatcher: the claim loop of one worker process.
 //!
-//! It owns the executor pool and knows which executors are idle. It claims only for
-//! idle executors (backpressure: nothing is claimed that cannot start now), in one
-//! query per batch, and claims again at once while batches come back full. When a
-//! batch comes back short the queue is drained, and the Dispatcher waits for a hint:
-//! a NOTIFY (or an in-process wake-up on SQLite), or the poll tick that covers lost
-//! hints. At most one claim is in flight, so executors freed during a claim are
-//! served together by the next one.
+//! It owns the executor pool and a small local queue of claimed tasks that have not
+//! started yet. A claim takes enough tasks for the idle executors plus a prefetch:
+//! as many as the executors will finish while the next claim is on its way (Little's
+//! law on two measured averages, the claim's round trip and an executor's cycle, see
+//! [`Dispatcher::prefetch`]). Short tasks thus never wait for a round trip, while a
+//! worker of slow tasks prefetches nothing and leaves the queue to its peers. The
+//! prefetch is capped by `WORKER_PREFETCH`, and a task that waited locally for half
+//! its lease grace is released to the queue unstarted, so a lease always covers the
+//! wait, the run and the acknowledgement.
+//!
+//! At most one claim is in flight; a claim that comes back full is followed by
+//! another at once, and one that comes back short means the queue is drained: the
+//! Dispatcher then waits for a hint (a NOTIFY, an in-process wake-up on SQLite) or
+//! the poll tick that covers lost hints.
 //!
 //! It also heartbeats the worker's row in `workers`; a worker that stops heartbeating
 //! has its tasks rescued without waiting for their leases.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -23,7 +31,7 @@ use super::executor::Executor;
 use super::messages::{Abort, AbortAll, ExecutorIdle, Stop, StopClaiming, TaskMsg, Wake, WhenIdle};
 use crate::config::WorkerConfig;
 use crate::metrics;
-use crate::store::{AttemptRef, Store, StoreError, Task, WorkerInfo};
+use crate::store::{AttemptRef, ReleaseReason, Store, StoreError, Task, WorkerInfo};
 
 /// How often the worker's liveness is written (see `store::WORKER_STALE_AFTER`).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -31,6 +39,28 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 const REGISTER_RETRY: Duration = Duration::from_millis(500);
 /// Backoff of the NOTIFY listener's reconnects: doubling from the first to the last.
 const LISTEN_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+/// Claim round trips the prefetch covers: one for the claim in flight, one of margin
+/// for the variance of both averages.
+const PREFETCH_ROUND_TRIPS: f64 = 2.0;
+/// Weight of the newest sample in the running averages.
+const SMOOTHING: f64 = 0.2;
+
+/// An exponentially weighted moving average of durations, in seconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Average(Option<f64>);
+
+impl Average {
+    fn add(&mut self, sample: Duration) {
+        let sample = sample.as_secs_f64();
+        self.0 = Some(self.0.map_or(sample, |average| average + SMOOTHING * (sample - average)));
+    }
+}
+
+/// A claimed task waiting in the local queue.
+struct Ready {
+    task: Task,
+    claimed: Instant,
+}
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -38,10 +68,21 @@ pub struct Dispatcher {
     config: WorkerConfig,
     started_at: DateTime<Utc>,
     executors: Vec<Addr<Executor>>,
-    /// Indexes of executors with nothing to do.
+    /// Indexes of executors with nothing to do. Never non-empty while `ready` is.
     idle: Vec<usize>,
+    /// When each busy executor was handed its task.
+    busy_since: Vec<Option<Instant>>,
+    /// Claimed tasks not started yet, oldest claim first.
+    ready: VecDeque<Ready>,
+    /// Round trip of a claim.
+    claim_time: Average,
+    /// Time from handing an executor a task to the executor being idle again.
+    cycle_time: Average,
     /// A claim query is in flight.
     claiming: bool,
+    /// A hint arrived while a claim was in flight: that claim may have read the queue
+    /// before the hinted tasks committed, so claim again even if it comes back short.
+    hinted: bool,
     /// The last claim came back short: wait for a hint before claiming again.
     drained: bool,
     /// Shutdown began: claim nothing more.
@@ -63,7 +104,12 @@ impl Dispatcher {
             started_at: Utc::now(),
             executors: Vec::new(),
             idle: Vec::new(),
+            busy_since: Vec::new(),
+            ready: VecDeque::new(),
+            claim_time: Average::default(),
+            cycle_time: Average::default(),
             claiming: false,
+            hinted: false,
             drained: false,
             stopping: false,
             registered: false,
@@ -75,6 +121,7 @@ impl Dispatcher {
     /// Gives the Dispatcher its pool; every executor starts idle.
     pub fn set_executors(&mut self, executors: Vec<Addr<Executor>>) {
         self.idle = (0..executors.len()).rev().collect();
+        self.busy_since = vec![None; executors.len()];
         self.executors = executors;
     }
 
@@ -82,45 +129,77 @@ impl Dispatcher {
         self.executors.len() - self.idle.len()
     }
 
+    /// How many claimed tasks to hold beyond the idle executors: the tasks the pool
+    /// finishes during `PREFETCH_ROUND_TRIPS` claims (executors / cycle × claim time),
+    /// at most `WORKER_PREFETCH`. Rounded, so a worker of tasks slower than a claim
+    /// prefetches none; and nothing until both averages have a sample, so a worker
+    /// starts out claiming for idle executors only.
+    fn prefetch(&self) -> usize {
+        let (Some(claim), Some(cycle)) = (self.claim_time.0, self.cycle_time.0) else {
+            return 0;
+        };
+        let finished_per_claim = self.executors.len() as f64 * claim / cycle.max(1e-6);
+        ((PREFETCH_ROUND_TRIPS * finished_per_claim).round() as usize).min(self.config.prefetch)
+    }
+
     fn claim(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping || self.claiming || !self.registered || self.idle.is_empty() {
+        if self.stopping || self.claiming || !self.registered {
+            return;
+        }
+        let prefetch = self.prefetch();
+        // Refill the local queue once it is half empty, so claims stay large.
+        if self.idle.is_empty() && self.ready.len() > prefetch / 2 {
+            return;
+        }
+        let limit = (self.idle.len() + prefetch).saturating_sub(self.ready.len());
+        if limit == 0 {
             return;
         }
         self.claiming = true;
-        let limit = self.idle.len() as u32;
         let store = Arc::clone(&self.store);
         let worker_id = Arc::clone(&self.worker_id);
         let grace = self.config.lease_grace;
-        let claim = super::io(async move { store.claim(&worker_id, limit, grace).await });
+        let sent = Instant::now();
+        let claim = super::io(async move { store.claim(&worker_id, limit as u32, grace).await });
         ctx.spawn(claim.into_actor(self).map(move |claimed, dispatcher, ctx| {
             dispatcher.claiming = false;
             match claimed {
-                Ok(tasks) => dispatcher.dispatch(tasks, limit, ctx),
+                Ok(tasks) => {
+                    dispatcher.claim_time.add(sent.elapsed());
+                    dispatcher.claimed(tasks, limit, ctx);
+                }
                 Err(error) => dispatcher.claim_failed(error),
             }
             dispatcher.notify_if_idle();
         }));
     }
 
-    fn dispatch(&mut self, tasks: Vec<Task>, limit: u32, ctx: &mut Context<Self>) {
+    fn claimed(&mut self, tasks: Vec<Task>, limit: usize, ctx: &mut Context<Self>) {
         metrics::claimed(tasks.len());
+        self.drained = tasks.len() < limit && !std::mem::take(&mut self.hinted);
+        let claimed = Instant::now();
+        self.ready.extend(tasks.into_iter().map(|task| Ready { task, claimed }));
         if self.stopping {
             // Shutdown began while the claim was in flight: hand the tasks back.
-            self.release(
-                tasks.iter().map(|t| AttemptRef { task_id: t.id, attempt: t.attempt }).collect(),
-                ctx,
-            );
+            self.release_ready(self.ready.len(), ReleaseReason::Shutdown, ctx);
             return;
         }
-        self.drained = (tasks.len() as u32) < limit;
-        for task in tasks {
-            let index = self.idle.pop().expect("claimed no more tasks than idle executors");
-            self.executors[index].do_send(TaskMsg { task });
-        }
-        metrics::executors_busy(&self.worker_id, self.busy(), self.executors.len());
+        self.start_ready();
         if !self.drained {
             self.claim(ctx);
         }
+    }
+
+    /// Hands queued tasks to idle executors.
+    fn start_ready(&mut self) {
+        let now = Instant::now();
+        while !self.idle.is_empty() {
+            let Some(Ready { task, .. }) = self.ready.pop_front() else { break };
+            let index = self.idle.pop().expect("checked non-empty");
+            self.busy_since[index] = Some(now);
+            self.executors[index].do_send(TaskMsg { task });
+        }
+        metrics::executors_busy(&self.worker_id, self.busy(), self.executors.len());
     }
 
     fn claim_failed(&mut self, error: StoreError) {
@@ -129,18 +208,36 @@ impl Dispatcher {
         tracing::warn!(error = %error, worker_id = %self.worker_id, "claim failed; retrying at the next poll");
     }
 
-    fn release(&self, attempts: Vec<AttemptRef>, ctx: &mut Context<Self>) {
+    /// Releases tasks that waited in the local queue for half the lease grace: their
+    /// leases must still cover a full timeout and the acknowledgement if they start.
+    fn expire_ready(&mut self, ctx: &mut Context<Self>) {
+        let max_wait = self.config.lease_grace / 2;
+        let expired = self.ready.iter().take_while(|ready| ready.claimed.elapsed() >= max_wait).count();
+        if expired > 0 {
+            tracing::info!(tasks = expired, waited = ?max_wait, "releasing prefetched tasks that did not start in time");
+            self.release_ready(expired, ReleaseReason::NotStarted, ctx);
+        }
+    }
+
+    /// Releases the first `count` tasks of the local queue.
+    fn release_ready(&mut self, count: usize, reason: ReleaseReason, ctx: &mut Context<Self>) {
+        let attempts: Vec<AttemptRef> = self
+            .ready
+            .drain(..count)
+            .map(|ready| AttemptRef { task_id: ready.task.id, attempt: ready.task.attempt })
+            .collect();
         if attempts.is_empty() {
             return;
         }
         let store = Arc::clone(&self.store);
         let worker_id = Arc::clone(&self.worker_id);
-        let release = super::io(async move { release_with_retries(&*store, &worker_id, &attempts).await });
+        let release =
+            super::io(async move { release_with_retries(&*store, &worker_id, &attempts, reason).await });
         ctx.spawn(release.into_actor(self));
     }
 
     fn notify_if_idle(&mut self) {
-        if self.stopping && !self.claiming && self.busy() == 0 {
+        if self.stopping && !self.claiming && self.busy() == 0 && self.ready.is_empty() {
             self.idle_waiters.drain(..).for_each(|waiter| {
                 let _ = waiter.send(());
             });
@@ -212,14 +309,23 @@ impl Dispatcher {
     }
 }
 
-/// Releases attempts at shutdown, retrying a few times: a release that cannot be
-/// written is not lost either (the lease runs out and the Rescuer takes over), but it
-/// would spend a retry.
-pub async fn release_with_retries(store: &dyn Store, worker_id: &str, attempts: &[AttemptRef]) {
+/// Releases attempts that will not run here, retrying a few times: a release that
+/// cannot be written is not lost either (the lease runs out and the Rescuer takes
+/// over), but it would spend a retry.
+pub async fn release_with_retries(
+    store: &dyn Store,
+    worker_id: &str,
+    attempts: &[AttemptRef],
+    reason: ReleaseReason,
+) {
     for delay in [50, 200, 1000, 0] {
-        match store.release(worker_id, attempts).await {
+        match store.release(worker_id, attempts, reason).await {
             Ok(released) => {
-                tracing::info!(released = released.len(), "released unfinished tasks to the queue");
+                tracing::info!(
+                    released = released.len(),
+                    reason = reason.note(),
+                    "released tasks to the queue"
+                );
                 return;
             }
             Err(error) if delay > 0 => {
@@ -247,6 +353,9 @@ impl Actor for Dispatcher {
             dispatcher.drained = false;
             dispatcher.claim(ctx);
         });
+        // Checked four times per allowed wait: no task waits past 5/8 of the grace.
+        let expiry_check = (self.config.lease_grace / 8).max(Duration::from_millis(10));
+        ctx.run_interval(expiry_check, |dispatcher, ctx| dispatcher.expire_ready(ctx));
         self.listen(ctx);
     }
 
@@ -262,6 +371,7 @@ impl Handler<Wake> for Dispatcher {
 
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
         self.drained = false;
+        self.hinted = self.claiming;
         self.claim(ctx);
     }
 }
@@ -270,8 +380,11 @@ impl Handler<ExecutorIdle> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: ExecutorIdle, ctx: &mut Self::Context) {
+        if let Some(since) = self.busy_since[msg.index].take() {
+            self.cycle_time.add(since.elapsed());
+        }
         self.idle.push(msg.index);
-        metrics::executors_busy(&self.worker_id, self.busy(), self.executors.len());
+        self.start_ready();
         if !self.drained {
             self.claim(ctx);
         }
@@ -282,8 +395,9 @@ impl Handler<ExecutorIdle> for Dispatcher {
 impl Handler<StopClaiming> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, _: StopClaiming, _: &mut Self::Context) {
+    fn handle(&mut self, _: StopClaiming, ctx: &mut Self::Context) {
         self.stopping = true;
+        self.release_ready(self.ready.len(), ReleaseReason::Shutdown, ctx);
     }
 }
 
@@ -306,6 +420,7 @@ impl Handler<AbortAll> for Dispatcher {
     fn handle(&mut self, _: AbortAll, _: &mut Self::Context) -> Self::Result {
         let aborts: Vec<_> = self.executors.iter().map(|executor| executor.send(Abort)).collect();
         self.idle = (0..self.executors.len()).collect();
+        self.busy_since.iter_mut().for_each(|since| *since = None);
         Box::pin(async move {
             futures_util::future::join_all(aborts)
                 .await

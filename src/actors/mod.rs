@@ -34,51 +34,11 @@ pub use maintenance::{Pruner, Rescuer};
 pub use retry::Retry;
 pub use writer::{BatchWriter, Completer, Outcome};
 
-use std::future::Future;
-use std::sync::OnceLock;
-
 use crate::config::WorkerConfig;
 use crate::handlers::Registry;
-use crate::store::Store;
+pub(crate) use crate::runtime::{io, spawn_io};
+use crate::store::{ReleaseReason, Store};
 use messages::{AbortAll, Flush, Stop, StopClaiming, WhenIdle};
-
-/// The runtime every database call of the actors runs on: multi-threaded, shared by
-/// the process, never dropped.
-///
-/// Actors live on actix arbiters, which are torn down with their system; a database
-/// future dropped there mid-flight (an embedding application that exits without
-/// shutting the worker down) would find no runtime to return its connection to.
-/// Running store calls here instead means they always complete on a live runtime,
-/// and spreads their I/O over more than the arbiter's one thread.
-fn io_runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .thread_name("taskq-io")
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("the I/O runtime could not start")
-    })
-}
-
-/// Runs a store call on the I/O runtime and returns its output.
-pub(crate) fn io<F>(future: F) -> impl Future<Output = F::Output> + 'static
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let task = io_runtime().spawn(future);
-    async move { task.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic())) }
-}
-
-/// Starts a long-lived background future on the I/O runtime.
-pub(crate) fn spawn_io<F>(future: F) -> tokio::task::AbortHandle
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    io_runtime().spawn(future).abort_handle()
-}
 
 /// A running worker: its actors, and the handle to stop them.
 pub struct Worker {
@@ -143,7 +103,13 @@ impl Worker {
         if finished.is_err() {
             let unfinished = self.dispatcher.send(AbortAll).await.unwrap_or_default();
             tracing::warn!(tasks = unfinished.len(), "grace period over: releasing unfinished tasks");
-            dispatcher::release_with_retries(&*self.store, &self.config.worker_id, &unfinished).await;
+            dispatcher::release_with_retries(
+                &*self.store,
+                &self.config.worker_id,
+                &unfinished,
+                ReleaseReason::Shutdown,
+            )
+            .await;
         }
         let _ = self.completer.send(Flush).await;
         let _ = self.retry.send(Flush).await;

@@ -23,7 +23,7 @@ use tracing_actix_web::TracingLogger;
 use crate::actors::StatsBroadcaster;
 use crate::handlers::Registry;
 use crate::metrics;
-use crate::store::Store;
+use crate::store::{CreateBatcher, Store};
 
 /// The largest JSON body of a single request: a 1 MiB payload plus its envelope.
 const JSON_LIMIT: usize = validate::MAX_PAYLOAD_BYTES + 64 * 1024;
@@ -33,6 +33,8 @@ const BATCH_JSON_LIMIT: usize = 32 * 1024 * 1024;
 /// What request handlers share.
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Inserts `POST /api/tasks` requests in shared transactions (group commit).
+    pub creator: CreateBatcher,
     pub registry: Arc<Registry>,
     /// `None` in a worker's ops listener, which serves no stream.
     pub broadcaster: Option<Addr<StatsBroadcaster>>,

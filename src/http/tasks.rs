@@ -41,8 +41,7 @@ pub(super) async fn create(
     body: web::Json<CreateTask>,
 ) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().validate(&state.registry, state.default_timeout, "")?;
-    let created = state.store.create_tasks(std::slice::from_ref(&new)).await?;
-    let created = created.into_iter().next().ok_or(ApiError::NotFound("task not found"))?;
+    let created = state.creator.create(new).await?;
     if created.inserted {
         metrics::task_created(&created.task.task_type);
         Ok(HttpResponse::Created().json(created.task))

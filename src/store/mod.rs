@@ -14,6 +14,7 @@
 //! - `postgres`, `sqlite`: one module per backend holding every query for it;
 //! - [`stats`]: assembles the statistics snapshot from the backend's counters.
 
+mod group;
 mod model;
 mod postgres;
 mod sqlite;
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use uuid::Uuid;
 
+pub use group::CreateBatcher;
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -35,6 +37,10 @@ pub const WORKER_STALE_AFTER: Duration = Duration::from_secs(15);
 
 /// How many minutes of per-minute throughput the stats snapshot carries.
 pub const THROUGHPUT_WINDOW_MINUTES: u32 = 15;
+
+/// How long a caller waits for a pooled connection before the store answers
+/// `Unavailable` (the API's 503).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The NOTIFY channel that wakes Dispatchers when runnable tasks arrive.
 pub const WAKEUP_CHANNEL: &str = "taskq_wakeup";
@@ -133,8 +139,14 @@ pub trait Store: Send + Sync + 'static {
     async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>>;
     /// Records failed attempts and the retry decision; returns the ids whose fence held.
     async fn fail(&self, worker_id: &str, failures: &[Failure]) -> Result<Vec<Uuid>>;
-    /// Puts running attempts back to `queued` without spending a retry (shutdown).
-    async fn release(&self, worker_id: &str, attempts: &[AttemptRef]) -> Result<Vec<Uuid>>;
+    /// Puts running attempts back to `queued` without spending a retry; `reason` is
+    /// the history note of their `task_requeued` event.
+    async fn release(
+        &self,
+        worker_id: &str,
+        attempts: &[AttemptRef],
+        reason: ReleaseReason,
+    ) -> Result<Vec<Uuid>>;
     /// Fails attempts whose lease ran out or whose worker stopped heartbeating, at most
     /// `limit`, deciding each retry with `decide`. Safe with several rescuers running.
     async fn rescue(&self, limit: u32, decide: &RetryDecision) -> Result<Vec<Uuid>>;
@@ -179,7 +191,7 @@ pub struct ConnectOptions {
 
 impl ConnectOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+        Self { url: url.into(), max_connections: 10, acquire_timeout: ACQUIRE_TIMEOUT }
     }
 }
 

@@ -186,6 +186,25 @@ pub struct AttemptRef {
     pub attempt: i32,
 }
 
+/// Why a worker hands a claimed attempt back to the queue, without spending a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// The worker is shutting down.
+    Shutdown,
+    /// A prefetched task waited in the worker's local queue for half its lease grace.
+    NotStarted,
+}
+
+impl ReleaseReason {
+    /// The `error_message` of the `task_requeued` event.
+    pub fn note(self) -> &'static str {
+        match self {
+            Self::Shutdown => "released by a worker shutting down",
+            Self::NotStarted => "released unstarted: it waited too long in a worker's local queue",
+        }
+    }
+}
+
 /// A successful attempt to acknowledge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {

@@ -20,6 +20,12 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// Key of the advisory lock that lets one process at a time prune.
 const PRUNE_LOCK_KEY: i64 = 0x7461_736b_7072_756e; // "taskprun"
 
+/// The least time between two wake-ups of one process. A NOTIFY is a transaction of
+/// its own: one per insert made single-task inserts a third slower. With the gap, a
+/// burst of inserts costs one NOTIFY per millisecond, and a task waits at most this
+/// much longer for its wake-up, and only when another was inserted just before it.
+const WAKEUP_GAP: Duration = Duration::from_millis(1);
+
 pub struct PgStore {
     pool: PgPool,
     /// When this process last reverted (or re-applied after reverting) the schema.
@@ -28,6 +34,8 @@ pub struct PgStore {
     /// PostgreSQL refuses them ("cached plan must not change result type") rather
     /// than re-planning. Written by `migrate_down` / `migrate`, read by the pool.
     schema_changed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Asks the wake-up loop for a NOTIFY (see [`PgStore::wake_workers`]).
+    wakeup: tokio::sync::mpsc::Sender<()>,
 }
 
 impl PgStore {
@@ -47,7 +55,42 @@ impl PgStore {
                 Box::pin(async move { Ok(current) })
             })
             .connect_lazy(&options.url)?;
-        Ok(Self { pool, schema_changed })
+        let (wakeup, wanted) = tokio::sync::mpsc::channel(1);
+        crate::runtime::spawn_io(Self::wakeup_loop(pool.clone(), wanted));
+        Ok(Self { pool, schema_changed, wakeup })
+    }
+
+    /// Wakes the Dispatchers after an insert committed, off the inserting caller's
+    /// path: the caller returns after its commit, and the NOTIFY follows from a loop
+    /// of its own. Requests that arrive while a NOTIFY is on its way, or within
+    /// [`WAKEUP_GAP`] after it, are folded into the next one (the channel holds one),
+    /// which still comes after all their commits.
+    ///
+    /// The NOTIFY is never part of the insert's transaction: PostgreSQL serialises the
+    /// commits of notifying transactions on one global lock held through their WAL
+    /// flush, so inserts that notify could not share a flush (group commit). A
+    /// notify-only transaction writes no WAL. A wake-up is a hint: one that fails is
+    /// logged, and the workers' poll finds the tasks.
+    fn wake_workers(&self) {
+        let _ = self.wakeup.try_send(());
+    }
+
+    /// Sends one NOTIFY per request; ends when the store is dropped.
+    async fn wakeup_loop(pool: PgPool, mut wanted: tokio::sync::mpsc::Receiver<()>) {
+        while wanted.recv().await.is_some() {
+            // A closed pool's last wake-up was sent by `close`.
+            if let Err(error) = Self::notify(&pool).await
+                && !pool.is_closed()
+            {
+                tracing::warn!(error = %error, "could not notify workers of new tasks; they will find them at their next poll");
+            }
+            tokio::time::sleep(WAKEUP_GAP).await;
+        }
+    }
+
+    async fn notify(pool: &PgPool) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')").bind(WAKEUP_CHANNEL).execute(pool).await?;
+        Ok(())
     }
 
     fn retire_connections(&self) {
@@ -154,6 +197,11 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        // A wake-up may still be on its way in the loop: send one last, so that
+        // tasks inserted just before closing do not wait for the workers' poll.
+        if let Err(error) = Self::notify(&self.pool).await {
+            tracing::debug!(error = %error, "no last wake-up before closing");
+        }
         self.pool.close().await;
     }
 
@@ -170,7 +218,7 @@ impl Store for PgStore {
         let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
 
         // One statement: insert and write the history. The NOTIFY that wakes the
-        // Dispatchers is sent after the commit, below.
+        // Dispatchers follows the commit (`wake_workers`).
         let inserted: Vec<Task> = sqlx::query_as(
             r#"
             WITH input AS (
@@ -206,21 +254,8 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
 
-        // The wake-up goes in a transaction of its own, after the insert committed,
-        // not as pg_notify inside the insert: PostgreSQL serialises the commits of
-        // notifying transactions on one global lock held through their WAL flush, so
-        // inserts that notify cannot share a flush (group commit) and concurrent
-        // single-task inserts were held to one fsync each, whatever the number of
-        // connections (`docs/benchmarks.md`, enqueue). A notify-only transaction has
-        // written no WAL when it commits, so it holds that lock without waiting for a
-        // flush. It is a hint: if it fails the insert still stands (the poll wakes the
-        // workers), so the error is logged, not returned.
         if inserted.iter().any(|task| task.run_at <= task.created_at) {
-            if let Err(error) =
-                sqlx::query("SELECT pg_notify($1, '')").bind(WAKEUP_CHANNEL).execute(&self.pool).await
-            {
-                tracing::warn!(error = %error, "could not notify workers of new tasks; they will find them at their next poll");
-            }
+            self.wake_workers();
         }
 
         // Tasks not inserted lost an idempotency-key conflict: fetch the winners.
@@ -356,7 +391,12 @@ impl Store for PgStore {
         Self::apply_failures(&self.pool, Some(worker_id), failures).await
     }
 
-    async fn release(&self, worker_id: &str, attempts: &[AttemptRef]) -> Result<Vec<Uuid>> {
+    async fn release(
+        &self,
+        worker_id: &str,
+        attempts: &[AttemptRef],
+        reason: ReleaseReason,
+    ) -> Result<Vec<Uuid>> {
         let ids: Vec<Uuid> = attempts.iter().map(|a| a.task_id).collect();
         let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
         let rows = sqlx::query(
@@ -373,8 +413,7 @@ impl Store for PgStore {
                 RETURNING t.id, t.retry_count, t.worker_id
             ), history AS (
                 INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message)
-                SELECT id, 'task_requeued', 'queued', retry_count, worker_id,
-                       'released by a worker shutting down' FROM updated
+                SELECT id, 'task_requeued', 'queued', retry_count, worker_id, $4 FROM updated
             )
             SELECT id, pg_notify('taskq_wakeup', '')::text AS woke FROM updated
             "#,
@@ -382,6 +421,7 @@ impl Store for PgStore {
         .bind(&ids)
         .bind(&numbers)
         .bind(worker_id)
+        .bind(reason.note())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|row| row.get("id")).collect())
@@ -585,28 +625,34 @@ impl Store for PgStore {
         if !locked {
             return Ok(0);
         }
-        let deleted = sqlx::query(
+        // A task's events go with it (task_history has no foreign key to cascade).
+        let deleted: i64 = sqlx::query_scalar(
             r#"
-            DELETE FROM tasks WHERE id IN (
-                (SELECT id FROM tasks WHERE status = 'succeeded'
-                   AND completed_at < now() - make_interval(secs => $1) LIMIT $3)
-                UNION ALL
-                (SELECT id FROM tasks WHERE status IN ('failed', 'cancelled')
-                   AND completed_at < now() - make_interval(secs => $2) LIMIT $3)
+            WITH pruned AS (
+                DELETE FROM tasks WHERE id IN (
+                    (SELECT id FROM tasks WHERE status = 'succeeded'
+                       AND completed_at < now() - make_interval(secs => $1) LIMIT $3)
+                    UNION ALL
+                    (SELECT id FROM tasks WHERE status IN ('failed', 'cancelled')
+                       AND completed_at < now() - make_interval(secs => $2) LIMIT $3)
+                )
+                RETURNING id
+            ), events AS (
+                DELETE FROM task_history WHERE task_id IN (SELECT id FROM pruned)
             )
+            SELECT count(*) FROM pruned
             "#,
         )
         .bind(succeeded.as_secs_f64())
         .bind(failed.as_secs_f64())
         .bind(i64::from(batch))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM workers WHERE last_seen_at < now() - interval '1 hour'")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(deleted)
+        Ok(deleted as u64)
     }
 
     async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<TaskEvent>> {

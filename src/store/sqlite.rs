@@ -367,7 +367,12 @@ impl Store for SqliteStore {
         Ok(applied)
     }
 
-    async fn release(&self, worker_id: &str, attempts: &[AttemptRef]) -> Result<Vec<Uuid>> {
+    async fn release(
+        &self,
+        worker_id: &str,
+        attempts: &[AttemptRef],
+        reason: ReleaseReason,
+    ) -> Result<Vec<Uuid>> {
         let mut tx = self.write().await?;
         let mut applied = Vec::with_capacity(attempts.len());
         for attempt in attempts {
@@ -385,7 +390,7 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(task) = task {
-                let note = Some("released by a worker shutting down");
+                let note = Some(reason.note());
                 Self::insert_event(&mut tx, &task, EventType::TaskRequeued, note, None).await?;
                 applied.push(task.id);
             }

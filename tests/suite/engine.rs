@@ -12,7 +12,7 @@ use taskq::actors::Worker;
 use taskq::backoff::RetryPolicy;
 use taskq::config::WorkerConfig;
 use taskq::handlers::{Handler, HandlerResult, Registry, TaskContext};
-use taskq::store::{Backend, NewTask, Store, TaskStatus};
+use taskq::store::{Backend, EventType, NewTask, ReleaseReason, Store, TaskStatus};
 
 use crate::helpers::*;
 
@@ -254,7 +254,9 @@ async fn three_workers_run_two_thousand_tasks_exactly_once(#[case] backend: Back
         .map(|store| start(&store, recorder.registry(), worker_config(4)))
         .collect();
     let store = db.store().await;
-    let tasks: Vec<NewTask> = (0..2000).map(|i| record(&format!("t{i}"), json!({}))).collect();
+    // 5 ms each: long enough that no worker's prefetch can take the whole backlog
+    // before the others find it, so the test shows sharing as well as exactly-once.
+    let tasks: Vec<NewTask> = (0..2000).map(|i| record(&format!("t{i}"), json!({"ms": 5}))).collect();
     for chunk in tasks.chunks(500) {
         store.create_tasks(chunk).await.unwrap();
     }
@@ -403,4 +405,89 @@ async fn webhooks_succeed_on_2xx_fail_on_4xx_and_retry_on_5xx(#[case] backend: B
     assert!(seen.contains(&("/ok s3cret".to_owned(), json!({"order": 7}))), "{seen:?}");
     assert_eq!(seen.iter().filter(|(path, _)| path.starts_with("/down")).count(), 2);
     worker.shutdown().await;
+}
+
+/// Starts a one-executor worker with a short lease grace and runs 200 instant tasks
+/// through it, so that its averages say tasks are quick and it prefetches deeply.
+async fn quick_trained_worker(store: &Arc<dyn Store>, recorder: &Recorder, grace: Duration) -> Worker {
+    let mut config = worker_config(1);
+    config.lease_grace = Duration::from_secs(1);
+    config.shutdown_grace = grace;
+    let worker = start(store, recorder.registry(), config);
+    let quick: Vec<NewTask> = (0..200).map(|i| record(&format!("quick{i}"), json!({}))).collect();
+    store.create_tasks(&quick).await.unwrap();
+    wait_for("200 quick successes", DEADLINE, || {
+        let store = store.clone();
+        async move { (taskq::store::stats(&*store).await.unwrap().succeeded_tasks == 200).then_some(()) }
+    })
+    .await;
+    worker
+}
+
+fn requeue_notes(history: &[taskq::store::HistoryEvent]) -> Vec<String> {
+    history
+        .iter()
+        .filter(|e| e.event_type == EventType::TaskRequeued)
+        .filter_map(|e| e.error_message.clone())
+        .collect()
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn prefetched_tasks_that_cannot_start_in_time_go_back_unstarted(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let recorder = Recorder::default();
+    let worker = quick_trained_worker(&store, &recorder, Duration::from_secs(5)).await;
+    // Ten slow tasks, claimed together: one executor needs 3 s for them, but a
+    // prefetched task may wait only half the 1 s lease grace.
+    let slow: Vec<NewTask> = (0..10).map(|i| record(&format!("slow{i}"), json!({"ms": 300}))).collect();
+    let ids: Vec<_> = store.create_tasks(&slow).await.unwrap().into_iter().map(|c| c.task.id).collect();
+    for id in &ids {
+        wait_for_status(&*store, *id, TaskStatus::Succeeded, DEADLINE).await;
+    }
+    worker.shutdown().await;
+
+    let runs = recorder.runs();
+    for id in &ids {
+        assert_eq!(runs.iter().filter(|run| run.task_id == *id).count(), 1, "task {id} ran once");
+        assert_eq!(store.get_task(*id).await.unwrap().unwrap().retry_count, 0, "no retry was spent");
+    }
+    let mut released = 0;
+    for id in &ids {
+        let notes = requeue_notes(&store.history(*id).await.unwrap());
+        assert!(notes.iter().all(|note| note.starts_with("released unstarted")), "{notes:?}");
+        released += usize::from(!notes.is_empty());
+    }
+    assert!(released >= 3, "only {released} of 10 slow tasks went back to the queue unstarted");
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn shutdown_releases_prefetched_tasks_at_once(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let recorder = Recorder::default();
+    let worker = quick_trained_worker(&store, &recorder, Duration::from_millis(200)).await;
+    let slow: Vec<NewTask> = (0..10).map(|i| record(&format!("slow{i}"), json!({"ms": 5000}))).collect();
+    let ids: Vec<_> = store.create_tasks(&slow).await.unwrap().into_iter().map(|c| c.task.id).collect();
+    wait_for("the slow tasks to be claimed", DEADLINE, || {
+        let store = store.clone();
+        async move { (taskq::store::stats(&*store).await.unwrap().running_tasks >= 5).then_some(()) }
+    })
+    .await;
+
+    let began = std::time::Instant::now();
+    worker.shutdown().await;
+    assert!(began.elapsed() < Duration::from_secs(3), "shutdown took {:?}", began.elapsed());
+    for id in &ids {
+        let task = store.get_task(*id).await.unwrap().unwrap();
+        assert_eq!((task.status, task.retry_count), (TaskStatus::Queued, 0), "task {id} released");
+        let notes = requeue_notes(&store.history(*id).await.unwrap());
+        assert_eq!(notes.last().map(String::as_str), Some(ReleaseReason::Shutdown.note()));
+    }
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod engine;
+mod group;
 mod helpers;
 mod store;
 #[path = "../common/wait.rs"]

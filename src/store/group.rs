@@ -1,0 +1,123 @@
+//! Group commit for single-task inserts: [`CreateBatcher`].
+//!
+//! Each `POST /api/tasks` is worth one transaction, and a transaction's commit waits
+//! for its WAL flush: a server inserting request by request commits at most one task
+//! per flush and connection. The batcher gathers concurrent requests instead. A few
+//! writer loops share one queue; a loop that becomes free takes every request waiting
+//! (up to [`MAX_GROUP`]) and inserts them with one `create_tasks`: one statement, one
+//! commit, one flush. An idle loop takes a lone request at once, so a quiet server
+//! adds no latency, and a busy one commits many requests per flush.
+//!
+//! A request waits for a writer at most as long as it would wait for a pooled
+//! connection (`max_wait`), then it is refused as unavailable (503) without being
+//! inserted: a stalled database gives callers the same bounded answer as before.
+//!
+//! A group the database refuses as a whole (a row it rejects, an outage) is written
+//! again one request at a time, concurrently, so each caller gets its own answer and
+//! no request fails for another's row.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{Created, NewTask, Result, Store, StoreError};
+
+/// The most requests in one insert.
+pub const MAX_GROUP: usize = 500;
+/// Requests that may wait for a writer before callers wait to enqueue.
+const QUEUE: usize = 4096;
+
+struct Request {
+    task: NewTask,
+    queued: Instant,
+    reply: oneshot::Sender<Result<Created>>,
+}
+
+/// Inserts single tasks for many concurrent callers in shared transactions.
+#[derive(Clone)]
+pub struct CreateBatcher {
+    requests: mpsc::Sender<Request>,
+}
+
+impl CreateBatcher {
+    /// Starts `writers` loops (at most that many inserts in flight); they stop when
+    /// the last clone of the batcher is dropped. A request not taken by a writer
+    /// within `max_wait` is refused.
+    pub fn start(store: Arc<dyn Store>, writers: usize, max_wait: Duration) -> Self {
+        let (requests, queue) = mpsc::channel(QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..writers.max(1) {
+            crate::runtime::spawn_io(write_loop(Arc::clone(&store), Arc::clone(&queue), max_wait));
+        }
+        Self { requests }
+    }
+
+    /// Inserts one task (or finds the task its idempotency key names), committed
+    /// with whatever other requests were waiting.
+    pub async fn create(&self, task: NewTask) -> Result<Created> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        let request = Request { task, queued: Instant::now(), reply };
+        self.requests.send(request).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn write_loop(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<Request>>>, max_wait: Duration) {
+    loop {
+        let group = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else { return };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        let (fresh, stale): (Vec<_>, Vec<_>) =
+            group.into_iter().partition(|request| request.queued.elapsed() < max_wait);
+        for request in stale {
+            let _ = request.reply.send(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)));
+        }
+        if !fresh.is_empty() {
+            write(&*store, fresh).await;
+        }
+    }
+}
+
+async fn write(store: &dyn Store, group: Vec<Request>) {
+    let tasks: Vec<NewTask> = group.iter().map(|request| request.task.clone()).collect();
+    let created = store.create_tasks(&tasks).await;
+    match created
+        .and_then(|created| if created.len() == tasks.len() { Ok(created) } else { Err(missing_row()) })
+    {
+        Ok(created) => {
+            for (request, created) in group.into_iter().zip(created) {
+                let _ = request.reply.send(Ok(created));
+            }
+        }
+        Err(error) if group.len() == 1 => {
+            if let Some(request) = group.into_iter().next() {
+                let _ = request.reply.send(Err(error));
+            }
+        }
+        Err(error) => {
+            tracing::debug!(error = %error, tasks = group.len(), "group insert failed; inserting one by one");
+            futures_util::future::join_all(group.into_iter().map(|request| async move {
+                let created = store.create_tasks(std::slice::from_ref(&request.task)).await;
+                let created = created.and_then(|mut created| created.pop().ok_or_else(missing_row));
+                let _ = request.reply.send(created);
+            }))
+            .await;
+        }
+    }
+}
+
+/// `create_tasks` answers every input; an empty answer is a bug, reported as such.
+fn missing_row() -> StoreError {
+    StoreError::Database(sqlx::Error::RowNotFound)
+}

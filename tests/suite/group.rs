@@ -1,0 +1,99 @@
+//! Group commit of single-task inserts (`CreateBatcher`): concurrent callers share
+//! transactions, yet each gets its own answer, and none waits unboundedly.
+
+use std::time::Duration;
+
+use rstest::rstest;
+use taskq::store::{Backend, CreateBatcher, StoreError};
+
+use crate::helpers::*;
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_row_the_database_refuses_fails_alone(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let batcher = CreateBatcher::start(store.clone(), 1, Duration::from_secs(5));
+    // The schema refuses a priority outside ±1000 (the API would have said 400).
+    let mut bad = noop("bad");
+    bad.priority = 5000;
+    let mut requests: Vec<_> = (0..30).map(|i| noop(&format!("good{i}"))).collect();
+    requests.insert(15, bad);
+
+    let answers =
+        futures_util::future::join_all(requests.iter().map(|task| batcher.create(task.clone()))).await;
+    for (task, answer) in requests.iter().zip(&answers) {
+        match answer {
+            Ok(created) => {
+                assert!(task.name.starts_with("good"), "{} was stored", task.name);
+                assert!(created.inserted);
+                assert_eq!(created.task.id, task.id);
+            }
+            Err(error) => {
+                assert_eq!(task.name, "bad", "{} failed: {error}", task.name);
+                assert!(matches!(error, StoreError::Database(_)), "{error}");
+            }
+        }
+    }
+    assert!(answers[15].is_err(), "the bad row was refused");
+    assert_eq!(taskq::store::stats(&*store).await.unwrap().total_tasks, 30);
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn concurrent_requests_with_one_idempotency_key_store_one_task(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let batcher = CreateBatcher::start(store.clone(), 2, Duration::from_secs(5));
+    let requests: Vec<_> = (0..40)
+        .map(|i| {
+            let mut task = noop(&format!("charge{i}"));
+            task.idempotency_key = Some(format!("key-{}", i % 4));
+            task
+        })
+        .collect();
+
+    let answers =
+        futures_util::future::join_all(requests.iter().map(|task| batcher.create(task.clone()))).await;
+    let answers: Vec<_> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(answers.iter().filter(|created| created.inserted).count(), 4, "one task per key");
+    for (task, created) in requests.iter().zip(&answers) {
+        assert_eq!(created.task.idempotency_key, task.idempotency_key);
+    }
+    assert_eq!(taskq::store::stats(&*store).await.unwrap().total_tasks, 4);
+}
+
+#[actix_rt::test]
+async fn a_request_that_waits_too_long_for_a_writer_is_refused_and_not_stored() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.store().await;
+    let batcher = CreateBatcher::start(store.clone(), 1, Duration::from_millis(300));
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let mut lock = sqlx::Connection::begin(&mut conn).await.unwrap();
+    sqlx::query("LOCK TABLE tasks IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+
+    // The first request takes the only writer, whose insert waits for the lock; the
+    // second waits for the writer past its 300 ms.
+    let (first, second) = (noop("first"), noop("second"));
+    let stalled = tokio::spawn({
+        let (batcher, first) = (batcher.clone(), first.clone());
+        async move { batcher.create(first).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = tokio::spawn({
+        let (batcher, second) = (batcher.clone(), second.clone());
+        async move { batcher.create(second).await }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    lock.rollback().await.unwrap();
+
+    assert!(stalled.await.unwrap().unwrap().inserted, "the insert that waited for the lock went through");
+    let refused = refused.await.unwrap().unwrap_err();
+    assert!(refused.is_unavailable(), "{refused}");
+    assert!(store.get_task(first.id).await.unwrap().is_some());
+    assert!(store.get_task(second.id).await.unwrap().is_none(), "a refused request stored nothing");
+}
