@@ -56,6 +56,19 @@ impl Average {
     }
 }
 
+/// How many claimed tasks to hold beyond the idle executors: the tasks `executors`
+/// finish during `PREFETCH_ROUND_TRIPS` claims (executors / cycle × claim time), at most
+/// `cap`. Rounded, so a worker of tasks slower than a claim prefetches none; and
+/// nothing until both averages have a sample, so a worker starts out claiming for idle
+/// executors only.
+fn prefetch(executors: usize, claim_time: Average, cycle_time: Average, cap: usize) -> usize {
+    let (Some(claim), Some(cycle)) = (claim_time.0, cycle_time.0) else {
+        return 0;
+    };
+    let finished_per_claim = executors as f64 * claim / cycle.max(1e-6);
+    ((PREFETCH_ROUND_TRIPS * finished_per_claim).round() as usize).min(cap)
+}
+
 /// A claimed task waiting in the local queue.
 struct Ready {
     task: Task,
@@ -129,17 +142,8 @@ impl Dispatcher {
         self.executors.len() - self.idle.len()
     }
 
-    /// How many claimed tasks to hold beyond the idle executors: the tasks the pool
-    /// finishes during `PREFETCH_ROUND_TRIPS` claims (executors / cycle × claim time),
-    /// at most `WORKER_PREFETCH`. Rounded, so a worker of tasks slower than a claim
-    /// prefetches none; and nothing until both averages have a sample, so a worker
-    /// starts out claiming for idle executors only.
     fn prefetch(&self) -> usize {
-        let (Some(claim), Some(cycle)) = (self.claim_time.0, self.cycle_time.0) else {
-            return 0;
-        };
-        let finished_per_claim = self.executors.len() as f64 * claim / cycle.max(1e-6);
-        ((PREFETCH_ROUND_TRIPS * finished_per_claim).round() as usize).min(self.config.prefetch)
+        prefetch(self.executors.len(), self.claim_time, self.cycle_time, self.config.prefetch)
     }
 
     fn claim(&mut self, ctx: &mut Context<Self>) {
@@ -436,5 +440,43 @@ impl Handler<Stop> for Dispatcher {
 
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn average(seconds: f64) -> Average {
+        let mut average = Average::default();
+        average.add(Duration::from_secs_f64(seconds));
+        average
+    }
+
+    #[test]
+    fn no_prefetch_before_both_averages_have_a_sample() {
+        assert_eq!(prefetch(5, Average::default(), average(0.001), 500), 0);
+        assert_eq!(prefetch(5, average(0.002), Average::default(), 500), 0);
+    }
+
+    #[test]
+    fn prefetch_covers_two_claims_of_quick_tasks_up_to_the_cap() {
+        // 5 executors finishing a task every 100 µs finish 100 during a 2 ms claim.
+        assert_eq!(prefetch(5, average(0.002), average(0.0001), 500), 200);
+        assert_eq!(prefetch(5, average(0.002), average(0.00001), 500), 500);
+        assert_eq!(prefetch(5, average(0.002), average(0.0001), 0), 0, "WORKER_PREFETCH=0");
+    }
+
+    #[test]
+    fn tasks_slower_than_a_claim_are_not_prefetched() {
+        assert_eq!(prefetch(5, average(0.002), average(1.0), 500), 0);
+        assert_eq!(prefetch(100, average(0.002), average(30.0), 500), 0);
+    }
+
+    #[test]
+    fn the_average_moves_a_fifth_of_the_way_to_each_sample() {
+        let mut average = average(1.0);
+        average.add(Duration::from_secs(2));
+        assert!((average.0.unwrap() - 1.2).abs() < 1e-9);
     }
 }

@@ -125,7 +125,7 @@ pub async fn scale(bench: &mut Bench) -> anyhow::Result<()> {
             done?;
             bench.report.taskq(
                 "scale",
-                &format!("completed tasks/s, {processes} process(es) × {concurrency}"),
+                &scale_figure(processes, concurrency),
                 Unit::PerSecond,
                 None,
                 f64::from(n) / elapsed.as_secs_f64(),
@@ -137,7 +137,7 @@ pub async fn scale(bench: &mut Bench) -> anyhow::Result<()> {
                 let rate = raw_drain(bench, n, processes * RAW_CLIENTS).await?;
                 bench.report.raw(
                     "scale",
-                    &format!("completed tasks/s, {processes} process(es) × {concurrency}"),
+                    &scale_figure(processes, concurrency),
                     Unit::PerSecond,
                     &format!(
                         "pgbench claim_complete.sql, {RAW_BATCH} per claim, {RAW_CLIENTS} clients per process"
@@ -148,7 +148,18 @@ pub async fn scale(bench: &mut Bench) -> anyhow::Result<()> {
         }
         bench.progress.inc(1);
     }
+    // More processes must never lower the total: each count's target is the median
+    // of the count before it.
+    let names: Vec<String> = bench.args.scale_workers.iter().map(|&p| scale_figure(p, concurrency)).collect();
+    for pair in names.windows(2) {
+        let before = bench.report.figure("scale", &pair[0], Unit::PerSecond, None).median();
+        bench.report.figure("scale", &pair[1], Unit::PerSecond, None).target = Some(before);
+    }
     Ok(())
+}
+
+fn scale_figure(processes: u32, concurrency: u32) -> String {
+    format!("completed tasks/s, {processes} process(es) × {concurrency}")
 }
 
 pub async fn memory(bench: &mut Bench) -> anyhow::Result<()> {

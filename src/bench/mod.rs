@@ -233,7 +233,8 @@ pub async fn measure(args: BenchArgs) -> anyhow::Result<Report> {
 
     let db = BenchDb::create(&args.database_url).await?;
     let progress = progress_bar(scenarios.len() as u64 * u64::from(args.runs));
-    let mut bench = Bench { args, db, taskq_bin, pgbench, progress, report: Report::default() };
+    let report = Report { runs: args.runs, ..Report::default() };
+    let mut bench = Bench { args, db, taskq_bin, pgbench, progress, report };
     bench.report.machine = report::Machine::describe(&bench.db).await.ok();
 
     // Ctrl-C must not leave the database behind.

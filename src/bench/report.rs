@@ -169,6 +169,8 @@ impl Machine {
 /// Everything measured by one `taskq bench`.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    /// Runs of every scenario (`--runs`).
+    pub runs: u32,
     pub machine: Option<Machine>,
     pub figures: Vec<Figure>,
 }
@@ -264,8 +266,8 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\nmedian and range of {} run(s); ratio = taskq / raw SQL for rates, raw SQL / taskq for times (1.00 = as good as raw SQL)",
-            self.figures.iter().map(|f| f.runs.len()).max().unwrap_or(0)
+            "\nmedian and range of {} run(s) of each scenario; ratio = taskq / raw SQL for rates, raw SQL / taskq for times (1.00 = as good as raw SQL)",
+            self.runs
         );
         for figure in self.figures.iter().filter(|f| f.raw_sql.is_some()) {
             if let Some((what, _)) = &figure.raw_sql {
