@@ -163,7 +163,8 @@ CHART = ROOT / "k8s" / "chart" / "taskq"
 # ---------------------------------------------------------------- contract --
 # The environment variables the taskq binary reads, with the shape of a
 # valid value. Deployment files may set these and nothing else.
-PORT, POSINT, DURATION, FLOAT, TEXT, URL, IP = "port", "posint", "duration", "float", "text", "url", "ip"
+PORT, POSINT, COUNT, DURATION, FLOAT, TEXT, URL, IP = (
+    "port", "posint", "count", "duration", "float", "text", "url", "ip")
 CONTRACT = {
     "DATABASE_URL": URL,
     "DB_HOST": TEXT,
@@ -177,6 +178,7 @@ CONTRACT = {
     "SERVER_HOST": IP,
     "SERVER_PORT": PORT,
     "WORKER_CONCURRENCY": POSINT,
+    "WORKER_PREFETCH": COUNT,
     "WORKER_POLL_INTERVAL": DURATION,
     "WORKER_TIMEOUT": DURATION,
     "WORKER_ID": TEXT,
@@ -369,6 +371,8 @@ def check_value(name, value):
         return None if text.isdigit() and 0 < int(text) < 65536 else "must be a TCP port"
     if shape == POSINT:
         return None if text.isdigit() and int(text) > 0 else "must be a positive integer"
+    if shape == COUNT:
+        return None if text.isdigit() else "must be a whole number (0 or more)"
     if shape == DURATION:
         return None if parse_duration(text) is not None else "must be seconds or a humantime duration (500ms, 30s, 7d)"
     if shape == FLOAT:
