@@ -93,6 +93,9 @@ pub struct Dispatcher {
     cycle_time: Average,
     /// A claim query is in flight.
     claiming: bool,
+    /// Release writes in flight; shutdown waits for them, so that a process that exits
+    /// right after leaves no released task looking orphaned.
+    releasing: usize,
     /// A hint arrived while a claim was in flight: that claim may have read the queue
     /// before the hinted tasks committed, so claim again even if it comes back short.
     hinted: bool,
@@ -122,6 +125,7 @@ impl Dispatcher {
             claim_time: Average::default(),
             cycle_time: Average::default(),
             claiming: false,
+            releasing: 0,
             hinted: false,
             drained: false,
             stopping: false,
@@ -237,11 +241,16 @@ impl Dispatcher {
         let worker_id = Arc::clone(&self.worker_id);
         let release =
             super::io(async move { release_with_retries(&*store, &worker_id, &attempts, reason).await });
-        ctx.spawn(release.into_actor(self));
+        self.releasing += 1;
+        ctx.spawn(release.into_actor(self).map(|(), dispatcher, _| {
+            dispatcher.releasing -= 1;
+            dispatcher.notify_if_idle();
+        }));
     }
 
     fn notify_if_idle(&mut self) {
-        if self.stopping && !self.claiming && self.busy() == 0 && self.ready.is_empty() {
+        let settled = !self.claiming && self.releasing == 0 && self.ready.is_empty();
+        if self.stopping && settled && self.busy() == 0 {
             self.idle_waiters.drain(..).for_each(|waiter| {
                 let _ = waiter.send(());
             });

@@ -50,13 +50,14 @@ pub struct Record<T: 'static>(pub T);
 #[rtype(result = "()")]
 pub struct Flush;
 
-/// Shutdown → Dispatcher: claim nothing more; tasks of a claim still in flight are
-/// released as soon as it returns.
+/// Shutdown → Dispatcher: claim nothing more; release the local queue of prefetched
+/// tasks now, and the tasks of a claim still in flight as soon as it returns.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopClaiming;
 
-/// Shutdown → Dispatcher: resolves when no executor is busy and no claim is in flight.
+/// Shutdown → Dispatcher: resolves when no executor is busy and no claim or release is
+/// in flight.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct WhenIdle;
