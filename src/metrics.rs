@@ -59,6 +59,19 @@ pub fn claimed(tasks: usize) {
     counter!("taskq_tasks_claimed_total").increment(tasks as u64);
 }
 
+/// `taskq_tasks_prefetched{worker_id}`: claimed tasks waiting in the worker's local
+/// queue for an executor.
+pub fn prefetched(worker_id: &str, waiting: usize) {
+    gauge!("taskq_tasks_prefetched", "worker_id" => worker_id.to_owned()).set(waiting as f64);
+}
+
+/// `taskq_tasks_released_total{reason}`: claimed tasks handed back to the queue
+/// unstarted or unfinished (`shutdown`, `not_started`). Many `not_started` mean the
+/// prefetch misjudged the tasks' duration: lower `WORKER_PREFETCH`.
+pub fn released(reason: &'static str, tasks: usize) {
+    counter!("taskq_tasks_released_total", "reason" => reason).increment(tasks as u64);
+}
+
 /// `taskq_tasks_rescued_total`: attempts recovered from workers that were gone.
 pub fn rescued(tasks: usize) {
     counter!("taskq_tasks_rescued_total").increment(tasks as u64);

@@ -207,7 +207,12 @@ impl Dispatcher {
             self.busy_since[index] = Some(now);
             self.executors[index].do_send(TaskMsg { task });
         }
+        self.report_gauges();
+    }
+
+    fn report_gauges(&self) {
         metrics::executors_busy(&self.worker_id, self.busy(), self.executors.len());
+        metrics::prefetched(&self.worker_id, self.ready.len());
     }
 
     fn claim_failed(&mut self, error: StoreError) {
@@ -237,6 +242,7 @@ impl Dispatcher {
         if attempts.is_empty() {
             return;
         }
+        self.report_gauges();
         let store = Arc::clone(&self.store);
         let worker_id = Arc::clone(&self.worker_id);
         let release =
@@ -334,6 +340,7 @@ pub async fn release_with_retries(
     for delay in [50, 200, 1000, 0] {
         match store.release(worker_id, attempts, reason).await {
             Ok(released) => {
+                metrics::released(reason.label(), released.len());
                 tracing::info!(
                     released = released.len(),
                     reason = reason.note(),

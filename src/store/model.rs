@@ -196,6 +196,14 @@ pub enum ReleaseReason {
 }
 
 impl ReleaseReason {
+    /// The `reason` label of `taskq_tasks_released_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Shutdown => "shutdown",
+            Self::NotStarted => "not_started",
+        }
+    }
+
     /// The `error_message` of the `task_requeued` event.
     pub fn note(self) -> &'static str {
         match self {

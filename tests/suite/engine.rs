@@ -439,6 +439,7 @@ fn requeue_notes(history: &[taskq::store::HistoryEvent]) -> Vec<String> {
 async fn prefetched_tasks_that_cannot_start_in_time_go_back_unstarted(#[case] backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
+    let metrics = taskq::metrics::handle();
     let recorder = Recorder::default();
     let worker = quick_trained_worker(&store, &recorder, Duration::from_secs(5)).await;
     // Ten slow tasks, claimed together: one executor needs 3 s for them, but a
@@ -462,6 +463,10 @@ async fn prefetched_tasks_that_cannot_start_in_time_go_back_unstarted(#[case] ba
         released += usize::from(!notes.is_empty());
     }
     assert!(released >= 3, "only {released} of 10 slow tasks went back to the queue unstarted");
+    let rendered = metrics.render();
+    for line in ["taskq_tasks_released_total{reason=\"not_started\"}", "taskq_tasks_prefetched{worker_id="] {
+        assert!(rendered.contains(line), "/metrics lacks {line}");
+    }
 }
 
 #[rstest]
