@@ -10,7 +10,8 @@
 //!
 //! A request waits for a writer at most as long as it would wait for a pooled
 //! connection (`max_wait`), then it is refused as unavailable (503) without being
-//! inserted: a stalled database gives callers the same bounded answer as before.
+//! inserted: a stalled database gives callers the same bounded answer as a pool that
+//! ran dry.
 //!
 //! A group the database refuses as a whole (a row it rejects, an outage) is written
 //! again one request at a time, concurrently, so each caller gets its own answer and
@@ -24,7 +25,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::{Created, NewTask, Result, Store, StoreError};
 
 /// The most requests in one insert.
-pub const MAX_GROUP: usize = 500;
+const MAX_GROUP: usize = 500;
 /// Requests that may wait for a writer before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
