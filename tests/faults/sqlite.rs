@@ -24,9 +24,11 @@ async fn the_embedded_store_survives_kill_9_and_a_restart() {
         let mut node = Proc::start(Spec::new("all", &db, &format!("node{round}")), &scratch).await;
         let api = Api::new(node.url(""));
         if round == rounds {
-            // The last life: finish everything, then leave cleanly.
+            // The last life: finish everything, then leave cleanly. The backlog is every
+            // round's tasks (175 ms on average, 5 executors), with room for retries.
             let began = Instant::now();
-            settle(&db, Duration::from_secs(120)).await;
+            let backlog = Duration::from_millis((rounds * per_round) as u64 * 175 / 5);
+            settle(&db, Duration::from_secs(120) + 2 * backlog).await;
             rescued_after = began.elapsed();
             node.signal("TERM");
             assert!(node.wait_exit(Duration::from_secs(20)).await.success());
