@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Gauge, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Buckets of the execution-time histogram, in seconds: from a no-op to a long job.
@@ -59,12 +59,6 @@ pub fn claimed(tasks: usize) {
     counter!("taskq_tasks_claimed_total").increment(tasks as u64);
 }
 
-/// `taskq_tasks_prefetched{worker_id}`: claimed tasks waiting in the worker's local
-/// queue for an executor.
-pub fn prefetched(worker_id: &str, waiting: usize) {
-    gauge!("taskq_tasks_prefetched", "worker_id" => worker_id.to_owned()).set(waiting as f64);
-}
-
 /// `taskq_tasks_released_total{reason}`: claimed tasks handed back to the queue
 /// unstarted or unfinished (`shutdown`, `not_started`). Many `not_started` mean the
 /// prefetch misjudged the tasks' duration: lower `WORKER_PREFETCH`.
@@ -77,13 +71,37 @@ pub fn rescued(tasks: usize) {
     counter!("taskq_tasks_rescued_total").increment(tasks as u64);
 }
 
-/// `taskq_executors_busy{worker_id}`, `taskq_executors{worker_id}` and
-/// `taskq_executor_utilization{worker_id}` (busy / total).
-pub fn executors_busy(worker_id: &str, busy: usize, total: usize) {
-    gauge!("taskq_executors_busy", "worker_id" => worker_id.to_owned()).set(busy as f64);
-    gauge!("taskq_executors", "worker_id" => worker_id.to_owned()).set(total as f64);
-    let utilization = if total == 0 { 0.0 } else { busy as f64 / total as f64 };
-    gauge!("taskq_executor_utilization", "worker_id" => worker_id.to_owned()).set(utilization);
+/// A worker's gauges, looked up once: the Dispatcher sets them for every task it
+/// hands out or gets back, too often to build labels and search the registry each
+/// time. Handles taken before the recorder is installed record nothing, so
+/// processes install it first (`Application::build`).
+pub struct WorkerGauges {
+    busy: Gauge,
+    total: Gauge,
+    utilization: Gauge,
+    prefetched: Gauge,
+}
+
+impl WorkerGauges {
+    /// `taskq_executors_busy`, `taskq_executors`, `taskq_executor_utilization` (busy /
+    /// total) and `taskq_tasks_prefetched` (claimed tasks waiting in the worker's local
+    /// queue for an executor), each labelled `worker_id`.
+    pub fn new(worker_id: &str) -> Self {
+        let gauge = |name: &'static str| gauge!(name, "worker_id" => worker_id.to_owned());
+        Self {
+            busy: gauge("taskq_executors_busy"),
+            total: gauge("taskq_executors"),
+            utilization: gauge("taskq_executor_utilization"),
+            prefetched: gauge("taskq_tasks_prefetched"),
+        }
+    }
+
+    pub fn set(&self, busy: usize, total: usize, prefetched: usize) {
+        self.busy.set(busy as f64);
+        self.total.set(total as f64);
+        self.utilization.set(if total == 0 { 0.0 } else { busy as f64 / total as f64 });
+        self.prefetched.set(prefetched as f64);
+    }
 }
 
 /// `taskq_stats_queries_total`: statistics snapshots computed (by the broadcaster and

@@ -109,10 +109,12 @@ pub struct Dispatcher {
     idle_waiters: Vec<oneshot::Sender<()>>,
     /// The wake-up listener's task, stopped with the Dispatcher.
     listener: Option<tokio::task::AbortHandle>,
+    gauges: metrics::WorkerGauges,
 }
 
 impl Dispatcher {
     pub fn new(store: Arc<dyn Store>, config: WorkerConfig) -> Self {
+        let gauges = metrics::WorkerGauges::new(&config.worker_id);
         Self {
             store,
             worker_id: Arc::from(config.worker_id.as_str()),
@@ -132,6 +134,7 @@ impl Dispatcher {
             registered: false,
             idle_waiters: Vec::new(),
             listener: None,
+            gauges,
         }
     }
 
@@ -211,8 +214,7 @@ impl Dispatcher {
     }
 
     fn report_gauges(&self) {
-        metrics::executors_busy(&self.worker_id, self.busy(), self.executors.len());
-        metrics::prefetched(&self.worker_id, self.ready.len());
+        self.gauges.set(self.busy(), self.executors.len(), self.ready.len());
     }
 
     fn claim_failed(&mut self, error: StoreError) {

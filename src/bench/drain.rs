@@ -16,7 +16,7 @@ use super::{Bench, Unit};
 use crate::actors::Worker;
 use crate::config::WorkerConfig;
 use crate::handlers::Registry;
-use crate::store::{NewTask, Store};
+use crate::store::{NewTask, Store, WAKEUP_CHANNEL};
 
 /// The targets.
 const DRAIN_TARGET: f64 = 17_000.0;
@@ -113,7 +113,7 @@ pub async fn scale(bench: &mut Bench) -> anyhow::Result<()> {
             // worker is already waiting, so no process start-up is timed.
             let mut tx = conn.begin().await?;
             insert_with_history(&mut tx, n).await?;
-            sqlx::query("SELECT pg_notify('taskq_wakeup', '')").execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_notify($1, '')").bind(WAKEUP_CHANNEL).execute(&mut *tx).await?;
             tx.commit().await?;
             let started = Instant::now();
             let done = wait_terminal(&mut conn, i64::from(n), drain_patience(n)).await;

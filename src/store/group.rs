@@ -13,9 +13,10 @@
 //! inserted: a stalled database gives callers the same bounded answer as a pool that
 //! ran dry.
 //!
-//! A group the database refuses as a whole (a row it rejects, an outage) is written
-//! again one request at a time, concurrently, so each caller gets its own answer and
-//! no request fails for another's row.
+//! A group the database refuses for one of its rows is written again one request at
+//! a time, concurrently, so each caller gets its own answer and no request fails for
+//! another's row. A group that meets an outage is answered unavailable as a whole:
+//! writing it again one by one would only make every caller wait twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,7 +59,7 @@ impl CreateBatcher {
     /// with whatever other requests were waiting.
     pub async fn create(&self, task: NewTask) -> Result<Created> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        let stopped = || StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed));
         let request = Request { task, queued: Instant::now(), reply };
         self.requests.send(request).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -82,7 +83,7 @@ async fn write_loop(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<Reque
         let (fresh, stale): (Vec<_>, Vec<_>) =
             group.into_iter().partition(|request| request.queued.elapsed() < max_wait);
         for request in stale {
-            let _ = request.reply.send(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)));
+            let _ = request.reply.send(Err(StoreError::Unavailable(Arc::new(sqlx::Error::PoolTimedOut))));
         }
         if !fresh.is_empty() {
             write(&*store, fresh).await;
@@ -99,6 +100,13 @@ async fn write(store: &dyn Store, group: Vec<Request>) {
         Ok(created) => {
             for (request, created) in group.into_iter().zip(created) {
                 let _ = request.reply.send(Ok(created));
+            }
+        }
+        // The database cannot be reached: every request gets that answer now, instead
+        // of one more wait for a connection each.
+        Err(StoreError::Unavailable(cause)) => {
+            for request in group {
+                let _ = request.reply.send(Err(StoreError::Unavailable(Arc::clone(&cause))));
             }
         }
         Err(error) if group.len() == 1 => {

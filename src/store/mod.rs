@@ -50,7 +50,7 @@ pub enum StoreError {
     /// The database cannot be reached now (connection refused or lost, pool
     /// exhausted). Callers retry with backoff; the API answers 503.
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Arc<sqlx::Error>),
     /// Any other database error: a bug or a violated constraint.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
@@ -67,8 +67,8 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
-            sqlx::Error::Database(db) if is_transient(db.as_ref()) => Self::Unavailable(error),
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(Arc::new(error)),
+            sqlx::Error::Database(db) if is_transient(db.as_ref()) => Self::Unavailable(Arc::new(error)),
             _ => Self::Database(error),
         }
     }

@@ -60,15 +60,16 @@ impl PgStore {
         Ok(Self { pool, schema_changed, wakeup })
     }
 
-    /// Wakes the Dispatchers after an insert committed, off the inserting caller's
-    /// path: the caller returns after its commit, and the NOTIFY follows from a loop
-    /// of its own. Requests that arrive while a NOTIFY is on its way, or within
-    /// [`WAKEUP_GAP`] after it, are folded into the next one (the channel holds one),
-    /// which still comes after all their commits.
+    /// Wakes the Dispatchers after a change that made tasks runnable (an insert, a
+    /// release, a rescue, a manual retry) committed, off the caller's path: the caller
+    /// returns after its commit, and the NOTIFY follows from a loop of its own.
+    /// Requests that arrive while a NOTIFY is on its way, or within [`WAKEUP_GAP`]
+    /// after it, are folded into the next one (the channel holds one), which still
+    /// comes after all their commits.
     ///
-    /// The NOTIFY is never part of the insert's transaction: PostgreSQL serialises the
+    /// The NOTIFY is never part of the changing transaction: PostgreSQL serialises the
     /// commits of notifying transactions on one global lock held through their WAL
-    /// flush, so inserts that notify could not share a flush (group commit). A
+    /// flush, so changes that notify could not share a flush (group commit). A
     /// notify-only transaction writes no WAL. A wake-up is a hint: one that fails is
     /// logged, and the workers' poll finds the tasks.
     fn wake_workers(&self) {
@@ -415,7 +416,7 @@ impl Store for PgStore {
                 INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message)
                 SELECT id, 'task_requeued', 'queued', retry_count, worker_id, $4 FROM updated
             )
-            SELECT id, pg_notify('taskq_wakeup', '')::text AS woke FROM updated
+            SELECT id FROM updated
             "#,
         )
         .bind(&ids)
@@ -424,6 +425,9 @@ impl Store for PgStore {
         .bind(reason.note())
         .fetch_all(&self.pool)
         .await?;
+        if !rows.is_empty() {
+            self.wake_workers();
+        }
         Ok(rows.iter().map(|row| row.get("id")).collect())
     }
 
@@ -453,8 +457,10 @@ impl Store for PgStore {
         }
         let failures = rescue_failures(&expired, decide);
         let rescued = Self::apply_failures(&mut *tx, None, &failures).await?;
-        sqlx::query("SELECT pg_notify('taskq_wakeup', '')").execute(&mut *tx).await?;
         tx.commit().await?;
+        if !rescued.is_empty() {
+            self.wake_workers();
+        }
         Ok(rescued)
     }
 
@@ -490,12 +496,15 @@ impl Store for PgStore {
                 INSERT INTO task_history (task_id, event_type, status, retry_count, error_message)
                 SELECT id, 'task_requeued', 'queued', 0, 'manual retry' FROM changed
             )
-            SELECT *, pg_notify('taskq_wakeup', '')::text AS woke FROM changed
+            SELECT * FROM changed
             "#,
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
+        if task.is_some() {
+            self.wake_workers();
+        }
         self.transition_outcome(id, task).await
     }
 
