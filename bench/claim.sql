@@ -15,5 +15,4 @@ UPDATE tasks AS t SET
     started_at = now(),
     updated_at = now(),
     locked_until = now() + make_interval(secs => t.timeout_seconds + 10)
-FROM picked
-WHERE t.id = picked.id;
+WHERE t.id = ANY (ARRAY(SELECT id FROM picked));

@@ -13,8 +13,7 @@ UPDATE tasks AS t SET
     started_at = now(),
     updated_at = now(),
     locked_until = now() + make_interval(secs => t.timeout_seconds + 10)
-FROM picked
-WHERE t.id = picked.id;
+WHERE t.id = ANY (ARRAY(SELECT id FROM picked));
 UPDATE tasks SET
     status = 'succeeded',
     locked_until = NULL,

@@ -14,6 +14,9 @@ use sqlx::{Executor, Row};
 use uuid::Uuid;
 
 use super::*;
+use batch_sql::{APPLY_FAILURES, CLAIM, COMPLETE, RELEASE};
+
+mod batch_sql;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -114,51 +117,15 @@ impl PgStore {
         let events: Vec<EventType> = failures.iter().map(|f| f.kind.event()).collect();
         let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
         let delays: Vec<Option<f64>> = failures.iter().map(|f| f.retry_in.map(|d| d.as_secs_f64())).collect();
-        let rows = sqlx::query(
-            r#"
-            WITH input AS MATERIALIZED (
-                -- The status fence rides on the input rows: see `complete` for why.
-                SELECT i.*, 'running'::task_status AS running
-                FROM unnest($1::uuid[], $2::int[], $3::task_event[], $4::text[], $5::float8[])
-                    AS i (id, attempt, event, error, retry_in)
-            ), updated AS (
-                UPDATE tasks AS t SET
-                    status = CASE WHEN i.retry_in IS NULL THEN 'failed' ELSE 'queued' END::task_status,
-                    retry_count = t.retry_count + CASE WHEN i.retry_in IS NULL THEN 0 ELSE 1 END,
-                    run_at = CASE WHEN i.retry_in IS NULL THEN t.run_at
-                                  ELSE now() + make_interval(secs => i.retry_in) END,
-                    completed_at = CASE WHEN i.retry_in IS NULL THEN now() END,
-                    last_error = i.error,
-                    locked_until = NULL,
-                    updated_at = now()
-                FROM input AS i
-                WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
-                  AND ($6::text IS NULL OR (t.worker_id = $6 AND t.locked_until >= now()))
-                RETURNING t.id, t.status, t.retry_count, t.worker_id, t.run_at, i.event, i.error
-            ), history AS (
-                INSERT INTO task_history
-                    (task_id, event_type, status, retry_count, worker_id, error_message, next_run_at)
-                SELECT u.id, e.event_type, u.status, u.retry_count, u.worker_id, u.error, e.next_run_at
-                FROM updated AS u
-                CROSS JOIN LATERAL (VALUES
-                    (1, u.event, NULL::timestamptz),
-                    (2, CASE WHEN u.status = 'failed' THEN 'task_failed_final'
-                             ELSE 'retry_scheduled' END::task_event,
-                        CASE WHEN u.status = 'queued' THEN u.run_at END)
-                ) AS e (ord, event_type, next_run_at)
-                ORDER BY u.id, e.ord
-            )
-            SELECT id FROM updated
-            "#,
-        )
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(&events)
-        .bind(&errors)
-        .bind(&delays)
-        .bind(worker_id)
-        .fetch_all(executor)
-        .await?;
+        let rows = sqlx::query(APPLY_FAILURES)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&events)
+            .bind(&errors)
+            .bind(&delays)
+            .bind(worker_id)
+            .fetch_all(executor)
+            .await?;
         Ok(rows.iter().map(|row| row.get("id")).collect())
     }
 }
@@ -308,39 +275,12 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, worker_id: &str, limit: u32, lease_grace: Duration) -> Result<Vec<Task>> {
-        // MATERIALIZED keeps the locking subquery from being inlined into the UPDATE,
-        // where the planner could evaluate it more than once and overshoot the limit.
-        Ok(sqlx::query_as(
-            r#"
-            WITH picked AS MATERIALIZED (
-                SELECT id FROM tasks
-                WHERE status = 'queued' AND run_at <= now()
-                ORDER BY priority DESC, run_at, id
-                LIMIT $1
-                FOR UPDATE SKIP LOCKED
-            ), claimed AS (
-                UPDATE tasks AS t SET
-                    status = 'running',
-                    worker_id = $2,
-                    attempt = t.attempt + 1,
-                    started_at = now(),
-                    updated_at = now(),
-                    locked_until = now() + make_interval(secs => t.timeout_seconds + $3)
-                FROM picked
-                WHERE t.id = picked.id
-                RETURNING t.*
-            ), history AS (
-                INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id)
-                SELECT id, 'task_started', 'running', retry_count, worker_id FROM claimed
-            )
-            SELECT * FROM claimed ORDER BY priority DESC, run_at, id
-            "#,
-        )
-        .bind(i64::from(limit))
-        .bind(worker_id)
-        .bind(lease_grace.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(CLAIM)
+            .bind(i64::from(limit))
+            .bind(worker_id)
+            .bind(lease_grace.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>> {
@@ -348,43 +288,13 @@ impl Store for PgStore {
         let attempts: Vec<i32> = done.iter().map(|c| c.attempt.attempt).collect();
         let results: Vec<Option<String>> =
             done.iter().map(|c| c.result.as_ref().map(|r| r.to_string())).collect();
-        // The fence (status, worker) comes in with the input rows, in a MATERIALIZED
-        // CTE, instead of as constants: as constants they let the planner reach the
-        // tasks through the partial lease index, and when its statistics say few tasks
-        // run (a fresh or just-truncated table, a burst after a quiet hour) it picks
-        // that index as the outer side and rescans the whole input for every running
-        // task, O(running × batch): seconds per batch at a thousand of each, long
-        // enough for leases to run out. Joined to the input, the tasks can only be
-        // reached by primary key (or hashed), linear in the batch.
-        let rows = sqlx::query(
-            r#"
-            WITH input AS MATERIALIZED (
-                SELECT i.*, 'running'::task_status AS running, $4::text AS worker_id
-                FROM unnest($1::uuid[], $2::int[], $3::text[]) AS i (id, attempt, result)
-            ), updated AS (
-                UPDATE tasks AS t SET
-                    status = 'succeeded',
-                    result = i.result::jsonb,
-                    locked_until = NULL,
-                    completed_at = now(),
-                    updated_at = now()
-                FROM input AS i
-                WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
-                  AND t.worker_id = i.worker_id AND t.locked_until >= now()
-                RETURNING t.id, t.retry_count, t.worker_id
-            ), history AS (
-                INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id)
-                SELECT id, 'task_succeeded', 'succeeded', retry_count, worker_id FROM updated
-            )
-            SELECT id FROM updated
-            "#,
-        )
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(&results)
-        .bind(worker_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(COMPLETE)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&results)
+            .bind(worker_id)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(|row| row.get("id")).collect())
     }
 
@@ -400,31 +310,13 @@ impl Store for PgStore {
     ) -> Result<Vec<Uuid>> {
         let ids: Vec<Uuid> = attempts.iter().map(|a| a.task_id).collect();
         let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
-        let rows = sqlx::query(
-            r#"
-            WITH input AS MATERIALIZED (
-                -- The fence rides on the input rows: see `complete` for why.
-                SELECT i.*, 'running'::task_status AS running, $3::text AS worker_id
-                FROM unnest($1::uuid[], $2::int[]) AS i (id, attempt)
-            ), updated AS (
-                UPDATE tasks AS t SET status = 'queued', locked_until = NULL, updated_at = now()
-                FROM input AS i
-                WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
-                  AND t.worker_id = i.worker_id
-                RETURNING t.id, t.retry_count, t.worker_id
-            ), history AS (
-                INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message)
-                SELECT id, 'task_requeued', 'queued', retry_count, worker_id, $4 FROM updated
-            )
-            SELECT id FROM updated
-            "#,
-        )
-        .bind(&ids)
-        .bind(&numbers)
-        .bind(worker_id)
-        .bind(reason.note())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(RELEASE)
+            .bind(&ids)
+            .bind(&numbers)
+            .bind(worker_id)
+            .bind(reason.note())
+            .fetch_all(&self.pool)
+            .await?;
         if !rows.is_empty() {
             self.wake_workers();
         }

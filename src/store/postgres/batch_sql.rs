@@ -1,0 +1,278 @@
+//! The engine's batch statements: the claim and the fenced outcome writes. They run
+//! hundreds of times a second on hundreds of rows each, so their plans must stay linear
+//! in the batch whatever the table's statistics say; the test at the end of this file
+//! checks the plans PostgreSQL picks for them on a table that was never analyzed (a
+//! fresh install, a just-truncated table) as well as on an analyzed one.
+//!
+//! Two shapes keep them linear:
+//! - **The claim reaches the picked tasks by primary key**, `id = ANY (ARRAY(...))`,
+//!   not by joining the picked rows: such a join is planned as a hash join over a scan
+//!   of the whole table whenever the table looks small enough, O(table) per claim.
+//!   (MATERIALIZED keeps the locking subquery from being inlined into the UPDATE, where
+//!   it could be evaluated more than once and overshoot the limit.)
+//! - **An outcome write's whole fence rides on its input rows** (status, worker, the
+//!   lease's deadline as `now`), in a MATERIALIZED CTE, and nothing in the WHERE
+//!   restricts `tasks` alone. Such a restriction (a constant status,
+//!   `locked_until >= now()`) is estimated from the statistics, and when those say few
+//!   tasks run, the planner makes the restricted tasks the outer side of a nested loop
+//!   that rescans the whole input for every running task: O(running × batch), seconds
+//!   per batch at a thousand of each, long enough for leases to run out. Unrestricted,
+//!   the tasks side is as large as the table, so the tasks are reached by primary key
+//!   from the input or hashed.
+
+/// Claims up to `$1` runnable tasks for worker `$2`, leasing each for its timeout plus
+/// `$3` seconds; returns them in claim order.
+pub(super) const CLAIM: &str = r#"
+    WITH picked AS MATERIALIZED (
+        SELECT id FROM tasks
+        WHERE status = 'queued' AND run_at <= now()
+        ORDER BY priority DESC, run_at, id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE tasks AS t SET
+            status = 'running',
+            worker_id = $2,
+            attempt = t.attempt + 1,
+            started_at = now(),
+            updated_at = now(),
+            locked_until = now() + make_interval(secs => t.timeout_seconds + $3)
+        WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
+        RETURNING t.*
+    ), history AS (
+        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id)
+        SELECT id, 'task_started', 'running', retry_count, worker_id FROM claimed
+    )
+    SELECT * FROM claimed ORDER BY priority DESC, run_at, id
+"#;
+
+/// Marks the attempts `($1 ids, $2 attempts)` of worker `$4` succeeded with results
+/// `$3`, where the attempt still holds its live lease; returns the ids written.
+pub(super) const COMPLETE: &str = r#"
+    WITH input AS MATERIALIZED (
+        SELECT i.*, 'running'::task_status AS running, $4::text AS worker_id, now() AS now
+        FROM unnest($1::uuid[], $2::int[], $3::text[]) AS i (id, attempt, result)
+    ), updated AS (
+        UPDATE tasks AS t SET
+            status = 'succeeded',
+            result = i.result::jsonb,
+            locked_until = NULL,
+            completed_at = now(),
+            updated_at = now()
+        FROM input AS i
+        WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
+          AND t.worker_id = i.worker_id AND t.locked_until >= i.now
+        RETURNING t.id, t.retry_count, t.worker_id
+    ), history AS (
+        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id)
+        SELECT id, 'task_succeeded', 'succeeded', retry_count, worker_id FROM updated
+    )
+    SELECT id FROM updated
+"#;
+
+/// Records failed attempts `($1 ids, $2 attempts, $3 events, $4 errors, $5 retry
+/// delays)`: requeued after the delay, or failed for good where it is NULL. Fenced to
+/// worker `$6` and its live lease, or, when `$6` is NULL (the Rescuer), to the attempt
+/// alone. Returns the ids written.
+pub(super) const APPLY_FAILURES: &str = r#"
+    WITH input AS MATERIALIZED (
+        SELECT i.*, 'running'::task_status AS running, $6::text AS worker_id, now() AS now
+        FROM unnest($1::uuid[], $2::int[], $3::task_event[], $4::text[], $5::float8[])
+            AS i (id, attempt, event, error, retry_in)
+    ), updated AS (
+        UPDATE tasks AS t SET
+            status = CASE WHEN i.retry_in IS NULL THEN 'failed' ELSE 'queued' END::task_status,
+            retry_count = t.retry_count + CASE WHEN i.retry_in IS NULL THEN 0 ELSE 1 END,
+            run_at = CASE WHEN i.retry_in IS NULL THEN t.run_at
+                          ELSE now() + make_interval(secs => i.retry_in) END,
+            completed_at = CASE WHEN i.retry_in IS NULL THEN now() END,
+            last_error = i.error,
+            locked_until = NULL,
+            updated_at = now()
+        FROM input AS i
+        WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
+          AND (i.worker_id IS NULL OR (t.worker_id = i.worker_id AND t.locked_until >= i.now))
+        RETURNING t.id, t.status, t.retry_count, t.worker_id, t.run_at, i.event, i.error
+    ), history AS (
+        INSERT INTO task_history
+            (task_id, event_type, status, retry_count, worker_id, error_message, next_run_at)
+        SELECT u.id, e.event_type, u.status, u.retry_count, u.worker_id, u.error, e.next_run_at
+        FROM updated AS u
+        CROSS JOIN LATERAL (VALUES
+            (1, u.event, NULL::timestamptz),
+            (2, CASE WHEN u.status = 'failed' THEN 'task_failed_final'
+                     ELSE 'retry_scheduled' END::task_event,
+                CASE WHEN u.status = 'queued' THEN u.run_at END)
+        ) AS e (ord, event_type, next_run_at)
+        ORDER BY u.id, e.ord
+    )
+    SELECT id FROM updated
+"#;
+
+/// Puts worker `$3`'s attempts `($1 ids, $2 attempts)` back in the queue unstarted, with
+/// the note `$4`; returns the ids written.
+pub(super) const RELEASE: &str = r#"
+    WITH input AS MATERIALIZED (
+        SELECT i.*, 'running'::task_status AS running, $3::text AS worker_id
+        FROM unnest($1::uuid[], $2::int[]) AS i (id, attempt)
+    ), updated AS (
+        UPDATE tasks AS t SET status = 'queued', locked_until = NULL, updated_at = now()
+        FROM input AS i
+        WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
+          AND t.worker_id = i.worker_id
+        RETURNING t.id, t.retry_count, t.worker_id
+    ), history AS (
+        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message)
+        SELECT id, 'task_requeued', 'queued', retry_count, worker_id, $4 FROM updated
+    )
+    SELECT id FROM updated
+"#;
+
+#[cfg(test)]
+mod tests {
+    //! Plans on a table of 20,000 tasks, 2,000 of them running, for batches of 500:
+    //! never analyzed (autovacuum off), analyzed while no task ran, and analyzed; each
+    //! with custom and generic plans, as a prepared statement gets them.
+
+    use serde_json::Value;
+    use sqlx::{Connection, PgConnection};
+
+    use super::*;
+    use crate::store::{ConnectOptions, Store};
+
+    const TASKS: usize = 20_000;
+    const RUNNING: usize = 2_000;
+    const BATCH: usize = 500;
+
+    /// Joins whose inner side, rescanned for every outer row, costs O(1) a row.
+    const CHEAP_INNER: [&str; 5] =
+        ["Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Values Scan", "Result"];
+
+    /// Why `plan` is not linear in the batch, if it is not.
+    fn nonlinear(plan: &Value, statement: &str) -> Option<String> {
+        let node = plan["Node Type"].as_str().unwrap_or_default();
+        let children = plan["Plans"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if node == "Nested Loop" {
+            let inner = children.get(1).and_then(|c| c["Node Type"].as_str()).unwrap_or_default();
+            if !CHEAP_INNER.contains(&inner) {
+                return Some(format!("a nested loop rescans a {inner} for every outer row"));
+            }
+        }
+        if statement == "claim" && node.ends_with("Join") {
+            return Some(format!("the claim joins the picked tasks ({node})"));
+        }
+        children.iter().find_map(|child| nonlinear(child, statement))
+    }
+
+    fn uuids(ids: &[uuid::Uuid]) -> String {
+        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        format!("'{{{}}}'::uuid[]", list.join(","))
+    }
+
+    #[tokio::test]
+    async fn batch_statements_stay_linear_whatever_the_statistics() {
+        let admin = std::env::var("TASKQ_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("taskq_plans_{}", uuid::Uuid::now_v7().simple());
+        let mut server = PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required by this test: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut server).await.unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base));
+
+        let store = super::super::PgStore::connect(&ConnectOptions::new(&url)).unwrap();
+        store.migrate().await.unwrap();
+        store.close().await;
+        let mut db = PgConnection::connect(&url).await.unwrap();
+        let run = format!(
+            "UPDATE tasks SET status = 'running', worker_id = 'w', attempt = 1, started_at = now(), \
+             locked_until = now() + interval '1 hour' WHERE id IN (SELECT id FROM tasks LIMIT {RUNNING})"
+        );
+        for setup in [
+            "ALTER TABLE tasks SET (autovacuum_enabled = off)".to_string(),
+            format!(
+                "INSERT INTO tasks (id, name, type) SELECT gen_random_uuid(), 'plan', 'noop' \
+                 FROM generate_series(1, {TASKS})"
+            ),
+            run.clone(),
+        ] {
+            sqlx::query(&setup).execute(&mut db).await.unwrap();
+        }
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(&format!(
+            "SELECT id FROM tasks WHERE status = 'running' ORDER BY id DESC LIMIT {BATCH}"
+        ))
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        let (ids, n) = (uuids(&ids), BATCH);
+        let statements = [
+            ("claim", CLAIM, "bigint, text, float8", format!("{n}, 'w2', 10")),
+            (
+                "complete",
+                COMPLETE,
+                "uuid[], int[], text[], text",
+                format!("{ids}, array_fill(1, ARRAY[{n}]), array_fill(NULL::text, ARRAY[{n}]), 'w'"),
+            ),
+            (
+                "fail",
+                APPLY_FAILURES,
+                "uuid[], int[], task_event[], text[], float8[], text",
+                format!(
+                    "{ids}, array_fill(1, ARRAY[{n}]), array_fill('task_failed'::task_event, ARRAY[{n}]), array_fill('e'::text, ARRAY[{n}]), array_fill(1.0::float8, ARRAY[{n}]), 'w'"
+                ),
+            ),
+            (
+                "rescue",
+                APPLY_FAILURES,
+                "uuid[], int[], task_event[], text[], float8[], text",
+                format!(
+                    "{ids}, array_fill(1, ARRAY[{n}]), array_fill('timeout_occurred'::task_event, ARRAY[{n}]), array_fill('e'::text, ARRAY[{n}]), array_fill(NULL::float8, ARRAY[{n}]), NULL"
+                ),
+            ),
+            (
+                "release",
+                RELEASE,
+                "uuid[], int[], text, text",
+                format!("{ids}, array_fill(1, ARRAY[{n}]), 'w', 'note'"),
+            ),
+        ];
+        let mut problems = Vec::new();
+        // A burst after a quiet spell: statistics taken while no task ran.
+        let quiet = [
+            "UPDATE tasks SET status = 'queued', worker_id = NULL, started_at = NULL, locked_until = NULL",
+            "ANALYZE tasks",
+            &run,
+        ];
+        for statistics in ["never analyzed", "analyzed before the burst", "analyzed"] {
+            let setup: &[&str] = match statistics {
+                "never analyzed" => &[],
+                "analyzed before the burst" => &quiet,
+                _ => &["ANALYZE tasks"],
+            };
+            for statement in setup {
+                sqlx::query(statement).execute(&mut db).await.unwrap();
+            }
+            for mode in ["force_custom_plan", "force_generic_plan"] {
+                sqlx::query(&format!("SET plan_cache_mode = {mode}")).execute(&mut db).await.unwrap();
+                for (label, sql, types, args) in &statements {
+                    sqlx::query(&format!("PREPARE {label} ({types}) AS {sql}"))
+                        .execute(&mut db)
+                        .await
+                        .unwrap();
+                    let plan: Value =
+                        sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) EXECUTE {label}({args})"))
+                            .fetch_one(&mut db)
+                            .await
+                            .unwrap();
+                    if let Some(why) = nonlinear(&plan[0]["Plan"], label) {
+                        problems.push(format!("{label}, {statistics}, {mode}: {why}"));
+                    }
+                    sqlx::query(&format!("DEALLOCATE {label}")).execute(&mut db).await.unwrap();
+                }
+            }
+        }
+        db.close().await.unwrap();
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut server).await.unwrap();
+        assert!(problems.is_empty(), "plans that are not linear in the batch:\n{}", problems.join("\n"));
+    }
+}
