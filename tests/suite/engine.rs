@@ -496,3 +496,49 @@ async fn shutdown_releases_prefetched_tasks_at_once(#[case] backend: Backend) {
         assert_eq!(notes.last().map(String::as_str), Some(ReleaseReason::Shutdown.note()));
     }
 }
+
+#[actix_rt::test]
+async fn a_task_committed_while_a_claim_missed_it_is_claimed_without_waiting_for_the_poll() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.store().await;
+    // Every claimed row takes a second, after the claim took its snapshot: a task
+    // committed meanwhile is invisible to that claim, which comes back short.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(
+        r#"
+        CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
+        CREATE TRIGGER slow_claim BEFORE UPDATE ON tasks FOR EACH ROW
+            WHEN (OLD.status = 'queued' AND NEW.status = 'running') EXECUTE FUNCTION slow_claim();
+        "#,
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut config = worker_config(5);
+    // Only a wake-up can start a claim within the test's deadline.
+    config.poll_interval = Duration::from_secs(600);
+    let worker = start(&store, Registry::with_builtins(0.01), config);
+    wait_for("the worker to listen for wake-ups", DEADLINE, || {
+        let url = db.url.clone();
+        async move {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+            let listening: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            (listening > 0).then_some(())
+        }
+    })
+    .await;
+
+    let first = store.create_tasks(&[noop("first")]).await.unwrap()[0].task.id;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = store.create_tasks(&[noop("second")]).await.unwrap()[0].task.id;
+
+    wait_for_status(&*store, first, TaskStatus::Succeeded, DEADLINE).await;
+    wait_for_status(&*store, second, TaskStatus::Succeeded, DEADLINE).await;
+    worker.shutdown().await;
+}

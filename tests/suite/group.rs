@@ -1,10 +1,11 @@
 //! Group commit of single-task inserts (`CreateBatcher`): concurrent callers share
 //! transactions, yet each gets its own answer, and none waits unboundedly.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rstest::rstest;
-use taskq::store::{Backend, CreateBatcher, StoreError};
+use taskq::store::{Backend, ConnectOptions, CreateBatcher, StoreError};
 
 use crate::helpers::*;
 
@@ -96,4 +97,39 @@ async fn a_request_that_waits_too_long_for_a_writer_is_refused_and_not_stored() 
     assert!(refused.is_unavailable(), "{refused}");
     assert!(store.get_task(first.id).await.unwrap().is_some());
     assert!(store.get_task(second.id).await.unwrap().is_none(), "a refused request stored nothing");
+}
+
+#[actix_rt::test]
+async fn an_outage_answers_the_whole_group_from_one_attempt() {
+    // Nothing listens on the discard port: every connection attempt is refused until
+    // the pool's acquire timeout.
+    let options = ConnectOptions {
+        acquire_timeout: Duration::from_millis(500),
+        ..ConnectOptions::new("postgres://postgres@127.0.0.1:9/taskq")
+    };
+    let store = taskq::store::connect(&options).await.unwrap();
+    let batcher = CreateBatcher::start(store, 1, Duration::from_secs(30));
+
+    // The first request holds the only writer while the others queue behind it, so
+    // they form one group.
+    let first = tokio::spawn({
+        let batcher = batcher.clone();
+        async move { batcher.create(noop("first")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answers =
+        futures_util::future::join_all((0..20).map(|i| batcher.create(noop(&format!("queued{i}"))))).await;
+
+    assert!(first.await.unwrap().unwrap_err().is_unavailable());
+    let causes: Vec<_> = answers
+        .into_iter()
+        .map(|answer| match answer {
+            Err(StoreError::Unavailable(cause)) => cause,
+            other => panic!("expected unavailable, got {other:?}"),
+        })
+        .collect();
+    assert!(
+        causes.iter().all(|cause| Arc::ptr_eq(cause, &causes[0])),
+        "every queued request was answered from the group's one attempt, not retried alone"
+    );
 }
