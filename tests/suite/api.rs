@@ -436,6 +436,7 @@ async fn read_events(
 #[case::sqlite(Backend::Sqlite)]
 #[actix_rt::test]
 async fn the_stream_sends_stats_and_task_events(#[case] backend: Backend) {
+    let _alone = STREAM_TESTS.lock().await;
     let app = spawn_app(backend).await;
     let response = app.get("/api/tasks/stream").await;
     assert_eq!(response.status(), 200);
@@ -458,6 +459,44 @@ async fn the_stream_sends_stats_and_task_events(#[case] backend: Backend) {
     app.stop().await;
 }
 
+#[actix_rt::test]
+async fn the_stream_sends_an_event_that_commits_after_a_later_one() {
+    let _alone = STREAM_TESTS.lock().await;
+    let app = spawn_app_with(Backend::Postgres, Registry::with_builtins(0.01), |c| {
+        c.role = taskq::config::Role::Server;
+    })
+    .await;
+    let early = app.create(json!({"name": "early", "type": "noop"})).await;
+    let stream = app.get("/api/tasks/stream").await;
+    // The stream starts at the newest event of its first tick (200 ms); what follows
+    // happens after that.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // A transaction takes a history id and stays open while a later event commits.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url).await.unwrap();
+    let mut open = sqlx::Connection::begin(&mut conn).await.unwrap();
+    let late_id: i64 = sqlx::query_scalar(
+        "INSERT INTO task_history (task_id, event_type, status, retry_count, error_message) \
+         VALUES ($1::text::uuid, 'task_requeued', 'queued', 0, 'committed late') RETURNING id",
+    )
+    .bind(early["id"].as_str().unwrap())
+    .fetch_one(&mut *open)
+    .await
+    .unwrap();
+    let later = app.create(json!({"name": "later", "type": "noop"})).await;
+    // Several ticks (200 ms each): the stream reads past the open transaction's id.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    open.commit().await.unwrap();
+
+    let events = read_events(stream, |events| events.iter().any(|(_, e)| e["id"] == late_id)).await;
+    let task_events: Vec<_> = events.iter().filter(|(name, _)| name == "task").map(|(_, e)| e).collect();
+    let position = |id: i64| task_events.iter().position(|e| e["id"] == id);
+    let later_queued = task_events.iter().find(|e| e["task_id"] == later["id"]).expect("the later event");
+    assert!(position(later_queued["id"].as_i64().unwrap()) < position(late_id), "sent as it committed");
+    assert_eq!(task_events.iter().filter(|e| e["id"] == late_id).count(), 1, "sent once");
+    app.stop().await;
+}
+
 fn counter(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
@@ -468,6 +507,7 @@ fn counter(metrics: &str, name: &str) -> f64 {
 
 #[actix_rt::test]
 async fn a_thousand_stream_clients_cost_one_stats_query_per_tick() {
+    let _alone = STREAM_TESTS.lock().await;
     let app = spawn_app_with(Backend::Postgres, Registry::with_builtins(0.01), |c| {
         c.role = taskq::config::Role::Server;
         c.stats_interval = Duration::from_millis(250);

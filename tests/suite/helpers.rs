@@ -17,6 +17,11 @@ pub fn pg_admin_url() -> String {
     std::env::var("TASKQ_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Held by every test that keeps live-stream clients: their ticks count in the
+/// process-wide `taskq_stats_queries_total` that
+/// `a_thousand_stream_clients_cost_one_stats_query_per_tick` measures.
+pub static STREAM_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -193,8 +198,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub shutdown: ShutdownHandle,
     pub stopped: tokio::task::JoinHandle<anyhow::Result<()>>,
-    /// Dropped (and the database with it) when the app is.
-    _db: TestDb,
+    /// The app's database, dropped when the app is.
+    pub db: TestDb,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -216,7 +221,7 @@ pub async fn spawn_app_with(
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_handle();
     let stopped = actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), shutdown, stopped, _db: db }
+    TestApp { address, client: reqwest::Client::new(), shutdown, stopped, db }
 }
 
 impl TestApp {
