@@ -39,6 +39,9 @@ pub struct PgStore {
     schema_changed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// Asks the wake-up loop for a NOTIFY (see [`PgStore::wake_workers`]).
     wakeup: tokio::sync::mpsc::Sender<()>,
+    /// A wake-up was asked for: only then does `close` send a last one, so that a
+    /// store opened to migrate or check closes without a word to the workers.
+    woke: std::sync::atomic::AtomicBool,
 }
 
 impl PgStore {
@@ -60,7 +63,7 @@ impl PgStore {
             .connect_lazy(&options.url)?;
         let (wakeup, wanted) = tokio::sync::mpsc::channel(1);
         crate::runtime::spawn_io(Self::wakeup_loop(pool.clone(), wanted));
-        Ok(Self { pool, schema_changed, wakeup })
+        Ok(Self { pool, schema_changed, wakeup, woke: Default::default() })
     }
 
     /// Wakes the Dispatchers after a change that made tasks runnable (an insert, a
@@ -76,6 +79,7 @@ impl PgStore {
     /// notify-only transaction writes no WAL. A wake-up is a hint: one that fails is
     /// logged, and the workers' poll finds the tasks.
     fn wake_workers(&self) {
+        self.woke.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.wakeup.try_send(());
     }
 
@@ -167,7 +171,9 @@ impl Store for PgStore {
     async fn close(&self) {
         // A wake-up may still be on its way in the loop: send one last, so that
         // tasks inserted just before closing do not wait for the workers' poll.
-        if let Err(error) = Self::notify(&self.pool).await {
+        if self.woke.load(std::sync::atomic::Ordering::Relaxed)
+            && let Err(error) = Self::notify(&self.pool).await
+        {
             tracing::debug!(error = %error, "no last wake-up before closing");
         }
         self.pool.close().await;

@@ -387,3 +387,27 @@ async fn migrations_revert_and_apply_again(#[case] backend: Backend) {
     store.migrate().await.unwrap();
     assert_eq!(store.create_tasks(&[noop("after")]).await.unwrap().len(), 1);
 }
+
+#[actix_rt::test]
+async fn closing_a_store_wakes_workers_only_if_it_changed_the_queue() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.store().await.close().await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen(taskq::store::WAKEUP_CHANNEL).await.unwrap();
+
+    // As `taskq migrate` and `taskq check` use it: open, read, close.
+    let quiet = db.store().await;
+    quiet.last_event_id().await.unwrap();
+    quiet.close().await;
+    assert!(!woken(&mut listener).await, "a store that changed nothing woke the workers");
+
+    let busy = db.store().await;
+    busy.create_tasks(&[noop("wakes")]).await.unwrap();
+    busy.close().await;
+    assert!(woken(&mut listener).await, "an insert wakes the workers");
+}
+
+/// Whether a wake-up arrives within half a second (one is sent within milliseconds).
+async fn woken(listener: &mut sqlx::postgres::PgListener) -> bool {
+    tokio::time::timeout(Duration::from_millis(500), listener.recv()).await.is_ok()
+}
