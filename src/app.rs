@@ -70,7 +70,7 @@ impl Application {
         let insert_writers = (config.db_max_connections as usize / 2).max(1);
         let state = web::Data::new(AppState {
             store: Arc::clone(&store),
-            creator: CreateBatcher::start(Arc::clone(&store), insert_writers, store::ACQUIRE_TIMEOUT),
+            creator: CreateBatcher::new(Arc::clone(&store), insert_writers, store::ACQUIRE_TIMEOUT),
             registry: Arc::clone(&registry),
             broadcaster: broadcaster.clone(),
             api_tokens: config.api_tokens.clone(),

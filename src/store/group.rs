@@ -18,7 +18,7 @@
 //! another's row. A group that meets an outage is answered unavailable as a whole:
 //! writing it again one by one would only make every caller wait twice.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -39,20 +39,38 @@ struct Request {
 /// Inserts single tasks for many concurrent callers in shared transactions.
 #[derive(Clone)]
 pub struct CreateBatcher {
-    requests: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    writers: usize,
+    max_wait: Duration,
+    /// The writer loops' queue, made (and the loops started) by the first request, so
+    /// a process that never creates a task (a worker) runs no loops.
+    requests: OnceLock<mpsc::Sender<Request>>,
 }
 
 impl CreateBatcher {
-    /// Starts `writers` loops (at most that many inserts in flight); they stop when
-    /// the last clone of the batcher is dropped. A request not taken by a writer
-    /// within `max_wait` is refused.
-    pub fn start(store: Arc<dyn Store>, writers: usize, max_wait: Duration) -> Self {
-        let (requests, queue) = mpsc::channel(QUEUE);
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..writers.max(1) {
-            crate::runtime::spawn_io(write_loop(Arc::clone(&store), Arc::clone(&queue), max_wait));
+    /// A batcher of `writers` loops (at most that many inserts in flight), started on
+    /// the first request; they stop when the last clone of the batcher is dropped. A
+    /// request not taken by a writer within `max_wait` is refused.
+    pub fn new(store: Arc<dyn Store>, writers: usize, max_wait: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared { store, writers: writers.max(1), max_wait, requests: OnceLock::new() }),
         }
-        Self { requests }
+    }
+
+    fn requests(&self) -> &mpsc::Sender<Request> {
+        let Shared { store, writers, max_wait, requests } = &*self.shared;
+        requests.get_or_init(|| {
+            let (requests, queue) = mpsc::channel(QUEUE);
+            let queue = Arc::new(Mutex::new(queue));
+            for _ in 0..*writers {
+                crate::runtime::spawn_io(write_loop(Arc::clone(store), Arc::clone(&queue), *max_wait));
+            }
+            requests
+        })
     }
 
     /// Inserts one task (or finds the task its idempotency key names), committed
@@ -61,7 +79,7 @@ impl CreateBatcher {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed));
         let request = Request { task, queued: Instant::now(), reply };
-        self.requests.send(request).await.map_err(|_| stopped())?;
+        self.requests().send(request).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }

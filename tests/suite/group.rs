@@ -16,7 +16,7 @@ use crate::helpers::*;
 async fn a_row_the_database_refuses_fails_alone(#[case] backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let batcher = CreateBatcher::start(store.clone(), 1, Duration::from_secs(5));
+    let batcher = CreateBatcher::new(store.clone(), 1, Duration::from_secs(5));
     // The schema refuses a priority outside ±1000 (the API would have said 400).
     let mut bad = noop("bad");
     bad.priority = 5000;
@@ -49,7 +49,7 @@ async fn a_row_the_database_refuses_fails_alone(#[case] backend: Backend) {
 async fn concurrent_requests_with_one_idempotency_key_store_one_task(#[case] backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let batcher = CreateBatcher::start(store.clone(), 2, Duration::from_secs(5));
+    let batcher = CreateBatcher::new(store.clone(), 2, Duration::from_secs(5));
     let requests: Vec<_> = (0..40)
         .map(|i| {
             let mut task = noop(&format!("charge{i}"));
@@ -72,7 +72,7 @@ async fn concurrent_requests_with_one_idempotency_key_store_one_task(#[case] bac
 async fn a_request_that_waits_too_long_for_a_writer_is_refused_and_not_stored() {
     let db = TestDb::new(Backend::Postgres).await;
     let store = db.store().await;
-    let batcher = CreateBatcher::start(store.clone(), 1, Duration::from_millis(300));
+    let batcher = CreateBatcher::new(store.clone(), 1, Duration::from_millis(300));
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
     let mut lock = sqlx::Connection::begin(&mut conn).await.unwrap();
     sqlx::query("LOCK TABLE tasks IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
@@ -108,7 +108,7 @@ async fn an_outage_answers_the_whole_group_from_one_attempt() {
         ..ConnectOptions::new("postgres://postgres@127.0.0.1:9/taskq")
     };
     let store = taskq::store::connect(&options).await.unwrap();
-    let batcher = CreateBatcher::start(store, 1, Duration::from_secs(30));
+    let batcher = CreateBatcher::new(store, 1, Duration::from_secs(30));
 
     // The first request holds the only writer while the others queue behind it, so
     // they form one group.
