@@ -31,13 +31,6 @@ const CLIENT_BUFFER: usize = 2 * (EVENTS_PER_TICK as usize + 1);
 /// is not streamed.
 const HOLE_PATIENCE: Duration = Duration::from_secs(10);
 
-/// The stream's position in the history, robust to events that commit out of id order.
-///
-/// Every id up to `settled` was sent or given up on; ids above it that were sent are
-/// remembered in `sent`. Each read starts after `settled`, so an event that commits
-/// late below ids already sent is still read, and `sent` keeps anything from being
-/// sent twice. `settled` moves over sent ids without a hole; a hole (an id not seen
-/// yet below a sent one) is waited for up to [`HOLE_PATIENCE`], then skipped.
 /// What a tick read from the history.
 enum Read {
     /// The stream's first position: the newest id.
@@ -46,17 +39,24 @@ enum Read {
     Events(Vec<TaskEvent>),
 }
 
+/// The stream's position in the history, robust to events that commit out of id order.
+///
+/// Every id up to `settled` was sent or given up on; ids above it that were sent are
+/// remembered in `sent`. Each read starts after `settled`, so an event that commits
+/// late below ids already sent is still read, and `sent` keeps anything from being
+/// sent twice. `settled` moves over sent ids without a hole; a hole (an id not seen
+/// yet below a sent one) is waited for up to [`HOLE_PATIENCE`], then skipped.
 #[derive(Debug)]
 struct Cursor {
     settled: i64,
     sent: BTreeSet<i64>,
-    /// The hole at `settled + 1`, and when it was first seen.
-    hole: Option<(i64, Instant)>,
+    /// When the hole at `settled + 1` was first seen.
+    hole_since: Option<Instant>,
 }
 
 impl Cursor {
     fn new(position: i64) -> Self {
-        Self { settled: position, sent: BTreeSet::new(), hole: None }
+        Self { settled: position, sent: BTreeSet::new(), hole_since: None }
     }
 
     /// Keeps the events read after `settled` that were not sent yet, counts them sent,
@@ -75,24 +75,18 @@ impl Cursor {
             while self.sent.first() == Some(&(self.settled + 1)) {
                 self.sent.pop_first();
                 self.settled += 1;
+                self.hole_since = None;
             }
             let Some(&next_sent) = self.sent.first() else {
-                self.hole = None;
+                self.hole_since = None;
                 return;
             };
-            match self.hole {
-                Some((at, since)) if at == self.settled + 1 => {
-                    if now.duration_since(since) < HOLE_PATIENCE {
-                        return;
-                    }
-                    self.settled = next_sent - 1;
-                    self.hole = None;
-                }
-                _ => {
-                    self.hole = Some((self.settled + 1, now));
-                    return;
-                }
+            let since = *self.hole_since.get_or_insert(now);
+            if now.duration_since(since) < HOLE_PATIENCE {
+                return;
             }
+            self.settled = next_sent - 1;
+            self.hole_since = None;
         }
     }
 }

@@ -35,6 +35,8 @@ mod latency;
 mod process;
 mod report;
 
+pub use process::wait_listening;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::str::FromStr;

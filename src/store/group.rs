@@ -77,7 +77,7 @@ impl CreateBatcher {
     /// with whatever other requests were waiting.
     pub async fn create(&self, task: NewTask) -> Result<Created> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed));
+        let stopped = || StoreError::from(sqlx::Error::PoolClosed);
         let request = Request { task, queued: Instant::now(), reply };
         self.requests().send(request).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -101,7 +101,7 @@ async fn write_loop(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<Reque
         let (fresh, stale): (Vec<_>, Vec<_>) =
             group.into_iter().partition(|request| request.queued.elapsed() < max_wait);
         for request in stale {
-            let _ = request.reply.send(Err(StoreError::Unavailable(Arc::new(sqlx::Error::PoolTimedOut))));
+            let _ = request.reply.send(Err(sqlx::Error::PoolTimedOut.into()));
         }
         if !fresh.is_empty() {
             write(&*store, fresh).await;

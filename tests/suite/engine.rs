@@ -519,20 +519,7 @@ async fn a_task_committed_while_a_claim_missed_it_is_claimed_without_waiting_for
     // Only a wake-up can start a claim within the test's deadline.
     config.poll_interval = Duration::from_secs(600);
     let worker = start(&store, Registry::with_builtins(0.01), config);
-    wait_for("the worker to listen for wake-ups", DEADLINE, || {
-        let url = db.url.clone();
-        async move {
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
-            let listening: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
-            )
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-            (listening > 0).then_some(())
-        }
-    })
-    .await;
+    taskq::bench::wait_listening(&mut conn, 1).await.unwrap();
 
     let first = store.create_tasks(&[noop("first")]).await.unwrap()[0].task.id;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -391,7 +391,6 @@ async fn migrations_revert_and_apply_again(#[case] backend: Backend) {
 #[actix_rt::test]
 async fn closing_a_store_wakes_workers_only_if_it_changed_the_queue() {
     let db = TestDb::new(Backend::Postgres).await;
-    db.store().await.close().await;
     let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
     listener.listen(taskq::store::WAKEUP_CHANNEL).await.unwrap();
 
