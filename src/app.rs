@@ -27,6 +27,10 @@ use crate::store::{self, ConnectOptions, CreateBatcher, Store};
 const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
 /// How long the HTTP server waits for open connections to finish at shutdown.
 const HTTP_SHUTDOWN_TIMEOUT: u64 = 5;
+/// How long closing the store waits for connections still in use at the end of a
+/// shutdown. Every outcome is written by then; a connection that never comes back (its
+/// future dropped where it could not be returned) must not keep the process alive.
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Application {
     config: Config,
@@ -137,7 +141,9 @@ impl Application {
         }
         handle.stop(true).await;
         let _ = server.await;
-        store.close().await;
+        if tokio::time::timeout(STORE_CLOSE_TIMEOUT, store.close()).await.is_err() {
+            tracing::warn!(waited = ?STORE_CLOSE_TIMEOUT, "database connections still in use at exit; not waiting for them");
+        }
         tracing::info!(role = ?config.role, "taskq stopped");
         Ok(())
     }

@@ -514,7 +514,8 @@ async fn a_thousand_stream_clients_cost_one_stats_query_per_tick() {
         c.db_max_connections = 5;
     })
     .await;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(0).timeout(REQUEST_TIMEOUT).build().unwrap();
     let streams =
         futures_util::future::join_all((0..1000).map(|_| client.get(app.url("/api/tasks/stream")).send()))
             .await;

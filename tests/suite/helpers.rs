@@ -22,6 +22,13 @@ pub fn pg_admin_url() -> String {
 /// `a_thousand_stream_clients_cost_one_stats_query_per_tick` measures.
 pub static STREAM_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The longest any request of a test may take, a live stream's included (they are read
+/// for at most 20 s): a server that stops answering fails the test instead of hanging
+/// the suite.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a test app may take to shut down (its worker's grace period is 2 s).
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -221,7 +228,8 @@ pub async fn spawn_app_with(
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_handle();
     let stopped = actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), shutdown, stopped, db }
+    let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().expect("an HTTP client");
+    TestApp { address, client, shutdown, stopped, db }
 }
 
 impl TestApp {
@@ -256,6 +264,7 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.shutdown.shutdown();
-        self.stopped.await.unwrap().unwrap();
+        let stopped = tokio::time::timeout(STOP_TIMEOUT, self.stopped).await;
+        stopped.unwrap_or_else(|_| panic!("the app did not stop within {STOP_TIMEOUT:?}")).unwrap().unwrap();
     }
 }
