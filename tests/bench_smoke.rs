@@ -1,7 +1,7 @@
-//! `taskq bench` at a tiny size, so the command cannot rot: every scenario runs once
-//! against a fresh database (which the benchmark creates and drops itself) and
-//! reports its figures. Nothing here looks at the values: benchmarks measure, tests
-//! only check that they can.
+//! `taskq bench` and the scripts of `bench/` at a tiny size, so they cannot rot: each
+//! runs once against a fresh database (which it creates and drops itself) and reports
+//! its figures. Nothing here looks at the values: benchmarks measure, tests only check
+//! that they can.
 
 use clap::Parser;
 use taskq::bench::{BenchArgs, Scenario};
@@ -47,4 +47,25 @@ fn every_bench_scenario_runs_at_a_tiny_size_and_reports_its_figures() {
     assert!(with_baseline > 0, "the raw-SQL baselines ran");
     assert!(report.table().contains("drain"));
     serde_json::to_string(&report).expect("the report serialises");
+}
+
+#[test]
+fn the_raw_sql_scale_experiment_runs_and_prints_its_table() {
+    let output = std::process::Command::new("bash")
+        .arg("bench/scale-sql.sh")
+        .arg("1")
+        .env("DATABASE_URL", pg_admin_url())
+        .env("TASKQ", env!("CARGO_BIN_EXE_taskq"))
+        .env("TASKS", "800")
+        .output()
+        .expect("bash runs");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{table}{}", String::from_utf8_lossy(&output.stderr));
+    for shape in ["plain", "gated-1", "gated-2", "one-commit"] {
+        let row = table
+            .lines()
+            .find(|line| line.starts_with(shape))
+            .unwrap_or_else(|| panic!("no {shape} row: {table}"));
+        assert_eq!(row.split_whitespace().count(), 7, "a median and range for 2, 4 and 8 clients: {row}");
+    }
 }

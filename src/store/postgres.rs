@@ -76,8 +76,9 @@ impl PgStore {
     /// The NOTIFY is never part of the changing transaction: PostgreSQL serialises the
     /// commits of notifying transactions on one global lock held through their WAL
     /// flush, so changes that notify could not share a flush (group commit). A
-    /// notify-only transaction writes no WAL. A wake-up is a hint: one that fails is
-    /// logged, and the workers' poll finds the tasks.
+    /// notify-only transaction does not wait for a flush: it writes only its commit
+    /// record, which goes to disk with the next commit that waits. A wake-up is a
+    /// hint: one that fails is logged, and the workers' poll finds the tasks.
     fn wake_workers(&self) {
         self.woke.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.wakeup.try_send(());
