@@ -262,6 +262,12 @@ fn match_created(requested: &[NewTask], inserted: Vec<Task>, existing: Vec<Task>
         .collect()
 }
 
+/// Whether any of the failures written (`written`: their task ids) put a task back in
+/// the queue: only then is there something for the workers to wake up for.
+fn requeues_any(failures: &[Failure], written: &[Uuid]) -> bool {
+    failures.iter().any(|failure| failure.retry_in.is_some() && written.contains(&failure.attempt.task_id))
+}
+
 /// The failed attempts a rescue records: each expired attempt with its retry decision.
 fn rescue_failures(expired: &[Task], decide: &RetryDecision) -> Vec<Failure> {
     expired

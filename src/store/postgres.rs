@@ -357,7 +357,7 @@ impl Store for PgStore {
         let failures = rescue_failures(&expired, decide);
         let rescued = Self::apply_failures(&mut *tx, None, &failures).await?;
         tx.commit().await?;
-        if !rescued.is_empty() {
+        if super::requeues_any(&failures, &rescued) {
             self.wake_workers();
         }
         Ok(rescued)

@@ -406,6 +406,24 @@ async fn closing_a_store_wakes_workers_only_if_it_changed_the_queue() {
     assert!(woken(&mut listener).await, "an insert wakes the workers");
 }
 
+#[actix_rt::test]
+async fn a_rescue_wakes_workers_only_if_it_requeued_a_task() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.store().await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen(taskq::store::WAKEUP_CHANNEL).await.unwrap();
+    let mut rescue = async |decide: &taskq::store::RetryDecision| {
+        store.create_tasks(&[noop("orphan")]).await.unwrap();
+        assert!(woken(&mut listener).await, "the insert wakes the workers");
+        store.claim("never-heartbeat", 1, GRACE).await.unwrap();
+        assert_eq!(store.rescue(10, decide).await.unwrap().len(), 1);
+        woken(&mut listener).await
+    };
+    assert!(!rescue(&|_| None).await, "a rescue that failed its task for good woke the workers");
+    assert!(rescue(&|_| Some(Duration::ZERO)).await, "a rescue that requeued its task wakes the workers");
+    store.close().await;
+}
+
 /// Whether a wake-up arrives within half a second (one is sent within milliseconds).
 async fn woken(listener: &mut sqlx::postgres::PgListener) -> bool {
     tokio::time::timeout(Duration::from_millis(500), listener.recv()).await.is_ok()
