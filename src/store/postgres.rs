@@ -29,6 +29,15 @@ const PRUNE_LOCK_KEY: i64 = 0x7461_736b_7072_756e; // "taskprun"
 /// much longer for its wake-up, and only when another was inserted just before it.
 const WAKEUP_GAP: Duration = Duration::from_millis(1);
 
+/// How long a pooled connection may sit idle before it is pinged when taken. A ping is
+/// a round trip, as long as a small statement's; pinging before every statement cost
+/// single-task inserts and claims a round trip each. A connection in steady use was
+/// alive moments ago, and one the server or a proxy closed while it sat idle (an idle
+/// timeout, a restart during a quiet spell) is caught here and replaced. One that
+/// breaks within the window fails its statement, which is retried or answered 503 as
+/// any database error is.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 pub struct PgStore {
     pool: PgPool,
     /// When this process last reverted (or re-applied after reverting) the schema.
@@ -51,14 +60,22 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .before_acquire(move |_, meta| {
+            // Pinged only after an idle spell, below: not before every statement.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
                 let changed = *changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 let opened = std::time::Instant::now().checked_sub(meta.age);
                 let current = match (changed, opened) {
                     (Some(changed), Some(opened)) => opened >= changed,
                     _ => true,
                 };
-                Box::pin(async move { Ok(current) })
+                Box::pin(async move {
+                    if current && meta.idle_for >= PING_AFTER_IDLE {
+                        // A connection that fails its ping is dropped and another taken.
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(current)
+                })
             })
             .connect_lazy(&options.url)?;
         let (wakeup, wanted) = tokio::sync::mpsc::channel(1);

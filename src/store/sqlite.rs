@@ -52,6 +52,9 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // An embedded database has no server to drop a connection: a ping before
+            // every statement would only be a hop to the connection's thread and back.
+            .test_before_acquire(false)
             .connect_with(connect)
             .await?;
         let (wake, _) = broadcast::channel(16);
