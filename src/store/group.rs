@@ -148,3 +148,25 @@ async fn write(store: &dyn Store, group: Vec<Request>) {
 fn missing_row() -> StoreError {
     StoreError::Database(sqlx::Error::RowNotFound)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ConnectOptions;
+
+    #[tokio::test]
+    async fn the_writer_loops_start_with_the_first_request_not_before() {
+        let path = std::env::temp_dir().join(format!("taskq_group_{}.db", uuid::Uuid::now_v7().simple()));
+        let store = crate::store::connect(&ConnectOptions::new(&format!("sqlite://{}", path.display())))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let batcher = CreateBatcher::new(Arc::clone(&store), 2, Duration::from_secs(5));
+        assert!(batcher.shared.requests.get().is_none(), "no loops run before a request");
+        let created = batcher.create(NewTask::new("noop", serde_json::json!({}))).await.unwrap();
+        assert!(created.inserted);
+        assert!(batcher.shared.requests.get().is_some(), "the first request started them");
+        store.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
+}
