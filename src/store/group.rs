@@ -157,7 +157,7 @@ mod tests {
     #[tokio::test]
     async fn the_writer_loops_start_with_the_first_request_not_before() {
         let path = std::env::temp_dir().join(format!("taskq_group_{}.db", uuid::Uuid::now_v7().simple()));
-        let store = crate::store::connect(&ConnectOptions::new(&format!("sqlite://{}", path.display())))
+        let store = crate::store::connect(&ConnectOptions::new(format!("sqlite://{}", path.display())))
             .await
             .unwrap();
         store.migrate().await.unwrap();
