@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The `scale` bound in raw SQL: does the database give more drain throughput to more
 # clients, and would a worker that limits its writers get more? Drains 100,000 tasks
-# in batches of 100 with 2, 4 and 8 pgbench clients (a taskq worker process is two of
-# them: one claim and one acknowledgement in flight), in four shapes:
+# in batches of 100 with 1, 2, 4 and 8 pgbench clients (a taskq worker process is two
+# of them: one claim and one acknowledgement in flight), in four shapes:
 #   plain       claim_complete.sql: claim, commit, complete, commit
 #   gated-1     the claim admitted by one advisory lock across all clients
 #   gated-2     the claim admitted by one of two advisory locks (client k takes k mod 2)
@@ -41,7 +41,7 @@ done
 printf 'BEGIN;\n%s\n%s\nCOMMIT;\n' "$complete" "$claim" >"$work/one-commit.sql"
 
 shapes=(plain gated-1 gated-2 one-commit)
-clients=(2 4 8)
+clients=(1 2 4 8)
 for rep in $(seq "$reps"); do
     for shape in "${shapes[@]}"; do
         for c in "${clients[@]}"; do
@@ -57,7 +57,7 @@ for rep in $(seq "$reps"); do
 done
 
 echo
-printf '%-11s' "tasks/s"; printf '%22s' "${clients[@]/%/ clients}"; echo
+printf '%-11s' "clients"; printf '%22s' "${clients[@]}"; echo
 for shape in "${shapes[@]}"; do
     printf '%-11s' "$shape"
     for c in "${clients[@]}"; do
@@ -66,4 +66,4 @@ for shape in "${shapes[@]}"; do
     done
     echo
 done
-echo "median (range) of $reps runs"
+echo "tasks/s: median (range) of $reps runs"

@@ -66,6 +66,6 @@ fn the_raw_sql_scale_experiment_runs_and_prints_its_table() {
             .lines()
             .find(|line| line.starts_with(shape))
             .unwrap_or_else(|| panic!("no {shape} row: {table}"));
-        assert_eq!(row.split_whitespace().count(), 7, "a median and range for 2, 4 and 8 clients: {row}");
+        assert_eq!(row.split_whitespace().count(), 9, "a median and range for 1, 2, 4 and 8 clients: {row}");
     }
 }
