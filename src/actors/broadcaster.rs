@@ -71,23 +71,18 @@ impl Cursor {
     }
 
     fn settle(&mut self, now: Instant) {
-        loop {
-            while self.sent.first() == Some(&(self.settled + 1)) {
+        while let Some(&next_sent) = self.sent.first() {
+            if next_sent == self.settled + 1 {
                 self.sent.pop_first();
-                self.settled += 1;
-                self.hole_since = None;
-            }
-            let Some(&next_sent) = self.sent.first() else {
-                self.hole_since = None;
-                return;
-            };
-            let since = *self.hole_since.get_or_insert(now);
-            if now.duration_since(since) < HOLE_PATIENCE {
+                self.settled = next_sent;
+            } else if now.duration_since(*self.hole_since.get_or_insert(now)) >= HOLE_PATIENCE {
+                self.settled = next_sent - 1;
+            } else {
                 return;
             }
-            self.settled = next_sent - 1;
             self.hole_since = None;
         }
+        self.hole_since = None;
     }
 }
 
