@@ -42,8 +42,8 @@ def work_dir():
 # ---------------------------------------------------------------- contract --
 # The environment variables the taskq binary reads, with the shape of a
 # valid value. Deployment files may set these and nothing else.
-PORT, POSINT, COUNT, DURATION, FLOAT, TEXT, URL, IP = (
-    "port", "posint", "count", "duration", "float", "text", "url", "ip")
+PORT, POSINT, COUNT, DURATION, FLOAT, TEXT, URL, IP, QUEUES = (
+    "port", "posint", "count", "duration", "float", "text", "url", "ip", "queues")
 CONTRACT = {
     "DATABASE_URL": URL,
     "DB_HOST": TEXT,
@@ -57,6 +57,7 @@ CONTRACT = {
     "SERVER_HOST": IP,
     "SERVER_PORT": PORT,
     "WORKER_CONCURRENCY": POSINT,
+    "WORKER_QUEUES": QUEUES,
     "WORKER_PREFETCH": COUNT,
     "WORKER_POLL_INTERVAL": DURATION,
     "WORKER_TIMEOUT": DURATION,
@@ -76,6 +77,10 @@ CONTRACT = {
 # entry point that reads it is used anywhere in src/.
 READ_BY_LIBRARY = {"RUST_LOG": ("EnvFilter", ("from_default_env", "try_from_default_env", '"RUST_LOG"'))}
 DEFAULT_SHUTDOWN_GRACE = "25s"
+# The queue a worker serves without WORKER_QUEUES, and a valid queue name.
+DEFAULT_QUEUE = "default"
+QUEUE_NAME = re.compile(r"[a-z0-9_.-]{1,64}")
+MAX_EXECUTORS = 1000
 DEFAULT_SERVER_PORT = "8080"
 
 # ------------------------------------------------------------ CRD schemas --
@@ -268,7 +273,95 @@ def check_value(name, value):
             return "must be an IP address (taskq does not resolve names here)"
     if shape == URL:
         return None if re.match(r"^(postgres|postgresql|sqlite)://", text) else "must start with postgres://, postgresql:// or sqlite://"
+    if shape == QUEUES:
+        try:
+            parse_worker_queues(text)
+            return None
+        except ValueError as exc:
+            return str(exc)
     return None
+
+
+# ------------------------------------------------------------------- queues --
+def parse_worker_queues(text):
+    """{queue: executors} of a WORKER_QUEUES value such as "default=5,emails=20".
+
+    The form the deployment files use: QUEUE=EXECUTORS items separated by commas,
+    no spaces, each queue once, QUEUE 1 to 64 of a-z 0-9 _ . -, EXECUTORS 1 to
+    1000 (src/config.rs also accepts spaces around items). Raises ValueError
+    with the reason otherwise.
+    """
+    queues = {}
+    if not str(text):
+        raise ValueError("must name at least one queue (QUEUE=EXECUTORS,...)")
+    for item in str(text).split(","):
+        name, sep, count = item.partition("=")
+        if not sep or not QUEUE_NAME.fullmatch(name) or not re.fullmatch(r"[1-9][0-9]*", count) \
+                or int(count) > MAX_EXECUTORS:
+            raise ValueError(f"item {item!r} is not QUEUE=EXECUTORS (QUEUE: 1 to 64 of a-z 0-9 _ . -; "
+                             f"EXECUTORS: 1 to {MAX_EXECUTORS})")
+        if name in queues:
+            raise ValueError(f"names queue {name!r} twice")
+        queues[name] = int(count)
+    return queues
+
+
+def served_queues(env_value):
+    """The queues a worker serves, given its WORKER_QUEUES value (None when unset)."""
+    if env_value in (None, ""):
+        return {DEFAULT_QUEUE}
+    return set(parse_worker_queues(env_value))
+
+
+_QUEUE_FILTER = re.compile(
+    r"\bqueue\s+IN\s*\(([^)]*)\)"                    # queue IN ('a', 'b')
+    r"|\bqueue\s*=\s*ANY\s*\(\s*'\{([^}']*)\}'(?:::text\[\])?\s*\)"  # queue = ANY('{a,b}')
+    r"|\bqueue\s*=\s*'([^']*)'",                       # queue = 'a'
+    re.IGNORECASE)
+
+
+def query_queues(sql):
+    """The queues a backlog query restricts itself to, or None when it counts every queue.
+
+    Understands `queue IN ('a', 'b')`, `queue = ANY('{a,b}')` and `queue = 'a'`;
+    a query with more than one such filter, or a filter it cannot read, raises
+    ValueError: a check must not guess what a query counts.
+    """
+    found = list(_QUEUE_FILTER.finditer(sql))
+    if not found:
+        if re.search(r"\bqueue\b", sql, re.IGNORECASE):
+            raise ValueError("names the queue column in a form this check cannot read")
+        return None
+    if len(found) > 1:
+        raise ValueError("filters on the queue more than once")
+    in_list, any_array, single = found[0].groups()
+    if in_list is not None:
+        items = [i.strip() for i in in_list.split(",")]
+        if not all(re.fullmatch(r"'[^']*'", i) for i in items):
+            raise ValueError(f"queue IN ({in_list}) lists something else than quoted names")
+        names = [i[1:-1] for i in items]
+    elif any_array is not None:
+        names = [n.strip() for n in any_array.split(",")]
+    else:
+        names = [single]
+    bad = [n for n in names if not QUEUE_NAME.fullmatch(n)]
+    if bad:
+        raise ValueError(f"names invalid queues {bad}")
+    return set(names)
+
+
+def selector_matches(selector, labels):
+    """Whether a LabelSelector (matchLabels, matchExpressions) selects `labels`."""
+    labels = labels or {}
+    for key, value in ((selector or {}).get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in (selector or {}).get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values) \
+                or (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+    return True
 
 
 def image_repo(image):
@@ -421,17 +514,40 @@ INLINE_VALUES = {
     "database": {"url": "postgres://taskq:secret@db.example.internal:5432/taskq"},
     "auth": {"existingSecret": "taskq-api", "existingSecretKey": "tokens"},
     "server": {"autoscaling": {"enabled": True}},
+    # The main worker with queues of its own, and a group without KEDA or PDB.
+    "worker": {"queues": "default=4,misc=1", "podDisruptionBudget": {"enabled": True},
+               "groups": [{"name": "batch", "queues": "batch=2", "replicas": 1,
+                           "podDisruptionBudget": {"enabled": False}}]},
 }
+# (what, values, a fragment of the refusal's message: refused for that reason)
 REFUSED_VALUES = [
     ("database.url together with postgresql.enabled",
-     {"database": {"url": "postgres://a:b@c:5432/d"}, "postgresql": {"enabled": True}}),
+     {"database": {"url": "postgres://a:b@c:5432/d"}, "postgresql": {"enabled": True}}, "mutually exclusive"),
     ("server.terminationGracePeriodSeconds not above SHUTDOWN_GRACE + preStop",
-     {"server": {"terminationGracePeriodSeconds": 30}}),
+     {"server": {"terminationGracePeriodSeconds": 30}}, "server.terminationGracePeriodSeconds must exceed"),
     ("worker.terminationGracePeriodSeconds not above SHUTDOWN_GRACE",
-     {"worker": {"terminationGracePeriodSeconds": 25}}),
-    ("an unknown key (values.schema.json)", {"worker": {"replicass": 3}}),
-    ("a wrong type (values.schema.json)", {"worker": {"concurrency": "many"}}),
-    ("no database at all", {"database": {"existingSecret": ""}}),
+     {"worker": {"terminationGracePeriodSeconds": 25}}, "worker.terminationGracePeriodSeconds must exceed"),
+    ("an unknown key (values.schema.json)", {"worker": {"replicass": 3}}, "'replicass'"),
+    ("a wrong type (values.schema.json)", {"worker": {"concurrency": "many"}}, "/worker/concurrency"),
+    ("no database at all", {"database": {"existingSecret": ""}}, "set database.existingSecret"),
+    ("a worker group without queues (values.schema.json)", {"worker": {"groups": [{"name": "emails"}]}},
+     "missing property 'queues'"),
+    ("a worker group's queues that are not QUEUE=EXECUTORS (values.schema.json)",
+     {"worker": {"groups": [{"name": "emails", "queues": "emails"}]}}, "/worker/groups/0/queues"),
+    ("an upper-case queue in worker.queues (values.schema.json)", {"worker": {"queues": "Default=5"}}, "/worker/queues"),
+    ("a KEDA query of its own in a worker group (values.schema.json)",
+     {"worker": {"groups": [{"name": "emails", "queues": "emails=1", "keda": {"query": "SELECT 1"}}]}},
+     "additional properties 'query'"),
+    ("more than 1000 executors for a queue", {"worker": {"groups": [{"name": "emails", "queues": "emails=1001"}]}},
+     "is not QUEUE=EXECUTORS"),
+    ("a queue named twice in one WORKER_QUEUES",
+     {"worker": {"groups": [{"name": "emails", "queues": "emails=1,emails=2"}]}}, 'names queue "emails" twice'),
+    ("two worker groups of the same name",
+     {"worker": {"groups": [{"name": "emails", "queues": "emails=1"}, {"name": "emails", "queues": "mail=1"}]}},
+     "two worker groups are named"),
+    ("a worker group's terminationGracePeriodSeconds not above SHUTDOWN_GRACE",
+     {"worker": {"groups": [{"name": "emails", "queues": "emails=1", "terminationGracePeriodSeconds": 20}]}},
+     "worker.groups[0].terminationGracePeriodSeconds must exceed"),
 ]
 
 
@@ -752,6 +868,11 @@ def step_helm(step):
                    f"{suffix[1:]} Deployment sets replicas although {scaler} owns them")
         check_keda(step, all_on)
 
+    for label, values in chart_variants():
+        source = sources.get(f"chart ({label})")
+        if source:
+            check_workers(step, source, values)
+
     inline = sources.get("chart (inline database URL)")
     if inline:
         secrets = objects(inline, "Secret")
@@ -763,19 +884,94 @@ def step_helm(step):
                 if e.get("name") == "API_TOKEN" and "valueFrom" in e]
         expect(step, inline, refs == [{"name": "taskq-api", "key": "tokens"}], f"API_TOKEN must come from auth.existingSecret, found {refs}")
 
-    for reason, values in REFUSED_VALUES:
+    for reason, values, why in REFUSED_VALUES:
         try:
             with helm.Chart.load(str(CHART)) as chart:
                 chart.render(values, name="taskq", namespace="taskq", is_install=True)
         except Exception as exc:  # noqa: BLE001 - a refusal is any error the engine raises
-            step.ok(f"refused: {reason} ({str(exc).splitlines()[-1].strip()[:120]})")
+            if why in str(exc):
+                step.ok(f"refused: {reason} ({str(exc).splitlines()[-1].strip()[:120]})")
+            else:
+                step.error(f"chart refused {reason}, but not with a message containing {why!r}: {exc}")
         else:
             step.error(f"chart accepted {reason}: {json.dumps(values)}")
 
 
+def worker_expectations(values):
+    """The worker Deployments the chart must render for `values` (release "taskq").
+
+    [{"name", "queues" (WORKER_QUEUES or None), "keda", "pdb"}]: the main
+    Deployment, then one per worker group; a group inherits keda.enabled and
+    podDisruptionBudget.enabled from `worker` unless it sets them.
+    """
+    values = values or {}
+    fullname = values.get("fullnameOverride") or "taskq"  # the release name "taskq" holds the chart name
+    worker = values.get("worker") or {}
+    keda = (worker.get("keda") or {}).get("enabled", False)
+    pdb = (worker.get("podDisruptionBudget") or {}).get("enabled", True)
+    out = [{"name": f"{fullname}-worker", "queues": worker.get("queues") or None, "keda": keda, "pdb": pdb}]
+    for group in worker.get("groups") or []:
+        out.append({"name": f"{fullname}-worker-{group['name']}", "queues": group["queues"],
+                    "keda": (group.get("keda") or {}).get("enabled", keda),
+                    "pdb": (group.get("podDisruptionBudget") or {}).get("enabled", pdb)})
+    return out
+
+
+def taskq_container(doc):
+    """The first container running the taskq image of a workload, else None."""
+    tpl = pod_templates(doc)
+    containers = (tpl[1].get("containers") or []) if tpl else []
+    return next((c for c in containers if is_taskq_image(c.get("image", ""))), None)
+
+
+def worker_queues_of(source, doc):
+    """(present, value) of WORKER_QUEUES as the taskq container of `doc` sees it."""
+    c = taskq_container(doc)
+    env = container_env(source, c) if c else {}
+    return ("WORKER_QUEUES" in env, env.get("WORKER_QUEUES", (None, None))[0])
+
+
+def role_of(source, doc):
+    c = taskq_container(doc)
+    return (container_env(source, c).get("ROLE") or (None,))[0] if c else None
+
+
+def check_workers(step, source, values):
+    """Each worker Deployment of the values is rendered with its WORKER_QUEUES, PDB and ScaledObject."""
+    expected = worker_expectations(values)
+    workers = {d["metadata"]["name"]: d for d in objects(source, "Deployment") if role_of(source, d) == "worker"}
+    expect(step, source, set(workers) == {w["name"] for w in expected},
+           f"worker Deployments are {sorted(workers)}, the values give {sorted(w['name'] for w in expected)}")
+    pdbs, scaled = objects(source, "PodDisruptionBudget"), objects(source, "ScaledObject")
+    before = len(step.errors)
+    for want in expected:
+        dep = workers.get(want["name"])
+        if dep is None:
+            continue
+        present, value = worker_queues_of(source, dep)
+        if want["queues"] is None:
+            expect(step, source, not present, f"{want['name']} sets WORKER_QUEUES={value!r}, expected none (the default queue)")
+        else:
+            expect(step, source, value == want["queues"],
+                   f"{want['name']} has WORKER_QUEUES={value!r}, the values give {want['queues']!r}")
+        labels = (dep["spec"]["template"].get("metadata") or {}).get("labels")
+        covering = [p["metadata"]["name"] for p in pdbs if selector_matches(p["spec"].get("selector"), labels)]
+        expect(step, source, len(covering) == (1 if want["pdb"] else 0),
+               f"{want['name']}: {'one' if want['pdb'] else 'no'} PodDisruptionBudget expected, found {covering}")
+        scalers = [so["metadata"]["name"] for so in scaled if so["spec"]["scaleTargetRef"]["name"] == want["name"]]
+        expect(step, source, len(scalers) == (1 if want["keda"] else 0),
+               f"{want['name']}: {'one' if want['keda'] else 'no'} ScaledObject expected, found {scalers}")
+        expect(step, source, ("replicas" in dep["spec"]) != want["keda"],
+               f"{want['name']}: replicas must be set {'by KEDA, not the Deployment' if want['keda'] else 'on the Deployment'}")
+    if len(step.errors) == before:
+        step.ok(f"{source.label}: worker Deployments " + ", ".join(
+            f"{w['name']} ({'WORKER_QUEUES=' + w['queues'] if w['queues'] else 'default queue'}"
+            f"{', KEDA' if w['keda'] else ''}{', PDB' if w['pdb'] else ''})" for w in expected))
+
+
 def check_keda(step, source):
     auths = {d["metadata"]["name"]: d for d in objects(source, "TriggerAuthentication")}
-    deployments = {d["metadata"]["name"] for d in objects(source, "Deployment")}
+    deployments = {d["metadata"]["name"]: d for d in objects(source, "Deployment")}
     for so in objects(source, "ScaledObject"):
         target = so["spec"]["scaleTargetRef"]["name"]
         expect(step, source, target in deployments, f"ScaledObject targets unknown Deployment {target}")
@@ -785,6 +981,7 @@ def check_keda(step, source):
             meta = trig["metadata"]
             expect(step, source, "query" in meta and re.search(r"\bfrom\s+tasks\b", meta["query"], re.IGNORECASE),
                    "postgresql trigger must query the tasks table")
+            check_backlog_query(step, source, so["metadata"]["name"], meta.get("query", ""), deployments.get(target))
             try:
                 ok = float(meta.get("targetQueryValue", "0")) > 0
             except ValueError:
@@ -794,6 +991,33 @@ def check_keda(step, source):
             params = {r["parameter"] for r in (auths.get(ref, {}).get("spec", {}).get("secretTargetRef") or [])}
             expect(step, source, "connection" in params or "connectionFromEnv" in meta,
                    "postgresql trigger has no connection (TriggerAuthentication parameter 'connection')")
+
+
+def check_backlog_query(step, source, name, query, dep):
+    """The query counts the runnable backlog of exactly the queues its Deployment serves."""
+    expect(step, source, re.search(r"\bstatus\s*=\s*'queued'", query) and re.search(r"\brun_at\s*<=\s*now\(\)", query),
+           f"ScaledObject {name}: the query must count runnable tasks (status = 'queued' AND run_at <= now()): {query}")
+    if dep is None:
+        return
+    try:
+        counted = query_queues(query)
+    except ValueError as exc:
+        step.error(f"{source.label}: ScaledObject {name}: the query {exc}: {query}")
+        return
+    try:
+        served = served_queues(worker_queues_of(source, dep)[1])
+    except ValueError as exc:
+        step.error(f"{source.label}: {dep['metadata']['name']}: WORKER_QUEUES {exc}")
+        return
+    if counted is None:
+        step.error(f"{source.label}: ScaledObject {name} counts the backlog of every queue, but "
+                   f"{dep['metadata']['name']} serves only {', '.join(sorted(served))}")
+    elif counted != served:
+        step.error(f"{source.label}: ScaledObject {name} counts the queues {', '.join(sorted(counted))}, but "
+                   f"{dep['metadata']['name']} serves {', '.join(sorted(served))}")
+    else:
+        step.ok(f"{source.label}: ScaledObject {name} counts the runnable backlog of exactly the queues "
+                f"{dep['metadata']['name']} serves: {', '.join(sorted(served))}")
 
 
 # ------------------------------------------------------------------- policy --
@@ -815,8 +1039,45 @@ def step_policy(step):
                 continue
             checked += 1
             check_pod(step, source, where, doc, *tpl)
+        check_selectors(step, source)
         if len(step.errors) == before:
-            step.ok(f"{source.label}: {checked} pod templates meet the policy")
+            step.ok(f"{source.label}: {checked} pod templates meet the policy; selectors of workloads, "
+                    "PodDisruptionBudgets, Services and ServiceMonitors pick what they should")
+
+
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
+
+
+def check_selectors(step, source):
+    """Workloads select only their own pods; each PDB covers one workload; each Service selects
+    pods; a ServiceMonitor reaches the pods of every taskq Deployment (worker groups included)."""
+    def pods(doc):
+        return ((doc.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+
+    def name(doc):
+        return f"{doc['kind']}/{doc['metadata'].get('name')}"
+
+    workloads = [d for _, d in source.docs if d.get("kind") in WORKLOADS]
+    for w in workloads:
+        others = [name(o) for o in workloads if o is not w and selector_matches(w["spec"].get("selector"), pods(o))]
+        if others:
+            step.error(f"{source.label}: {name(w)} selects the pods of {', '.join(others)} as well")
+    for pdb in objects(source, "PodDisruptionBudget"):
+        covered = [name(w) for w in workloads if selector_matches(pdb["spec"].get("selector"), pods(w))]
+        if len(covered) != 1:
+            step.error(f"{source.label}: {name(pdb)} covers {covered or 'no workload'}, expected exactly one")
+    services = objects(source, "Service")
+    for svc in services:
+        sel = (svc.get("spec") or {}).get("selector")
+        if sel and not any(selector_matches({"matchLabels": sel}, pods(w)) for w in workloads):
+            step.error(f"{source.label}: {name(svc)} selects no workload's pods")
+    for sm in objects(source, "ServiceMonitor"):
+        scraped = [s for s in services if selector_matches(sm["spec"].get("selector"), s["metadata"].get("labels"))]
+        for w in workloads:
+            if w["kind"] == "Deployment" and taskq_container(w) and not any(
+                    selector_matches({"matchLabels": (s.get("spec") or {}).get("selector") or {"-": "-"}}, pods(w))
+                    for s in scraped):
+                step.error(f"{source.label}: {name(sm)} reaches no Service in front of {name(w)}: its /metrics are not scraped")
 
 
 def check_pod(step, source, where, doc, pod_meta, pod):

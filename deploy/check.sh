@@ -28,12 +28,20 @@
 #            and an inline-URL variant; each rendering through
 #            `kubernetes-validate --strict`; custom resources (KEDA, Prometheus
 #            Operator) against the subset schemas in deploy/check.py; what
-#            each variant must (not) contain; values that must be refused
+#            each variant must (not) contain; each worker Deployment (the
+#            main one and one per worker group) with its WORKER_QUEUES, PDB and
+#            ScaledObject as the values give them, and each KEDA query
+#            counting the runnable backlog of exactly the queues of the
+#            Deployment it scales; values that must be refused, each for its
+#            reason
 #   policy   every pod template: restricted Pod Security (non-root,
 #            read-only root, no privilege escalation, capabilities dropped,
 #            RuntimeDefault seccomp), requests and limits, probes on
 #            /livez and /readyz, terminationGracePeriodSeconds > SHUTDOWN_GRACE
-#            (+ preStop sleep), WORKER_ID from the pod name, ROLE per Deployment
+#            (+ preStop sleep), WORKER_ID from the pod name, ROLE per
+#            Deployment; workload selectors that pick only their own pods,
+#            one workload per PDB, and a ServiceMonitor that reaches every
+#            taskq Deployment
 #   env      every environment variable that compose.yml, k8s/ and the chart
 #            give taskq is in the configuration contract, has a valid value
 #            where it is a literal, and is read by src/config.rs: its quoted

@@ -253,6 +253,141 @@ class CustomResources(unittest.TestCase):
         self.assertEqual(check.classify({"apiVersion": "apps/v1", "kind": "Deployment"}), "k8s")
 
 
+class Queues(unittest.TestCase):
+    def test_parse_worker_queues(self):
+        self.assertEqual(check.parse_worker_queues("default=5,emails=20,reports.v2_x-y=1"),
+                         {"default": 5, "emails": 20, "reports.v2_x-y": 1})
+        self.assertEqual(check.parse_worker_queues("a=1000"), {"a": 1000})
+
+    def test_parse_worker_queues_refuses(self):
+        for text in ("", "emails", "emails=0", "emails=1001", "emails=x", "Emails=1", "a=1,a=2", "a=1,",
+                     "a=1, b=2", "=3", "x" * 65 + "=1", "a=-1"):
+            with self.assertRaises(ValueError, msg=text):
+                check.parse_worker_queues(text)
+
+    def test_contract_value(self):
+        self.assertIsNone(check.check_value("WORKER_QUEUES", "default=5,emails=20"))
+        self.assertIn("twice", check.check_value("WORKER_QUEUES", "a=1,a=1"))
+
+    def test_served_queues(self):
+        self.assertEqual(check.served_queues(None), {"default"})
+        self.assertEqual(check.served_queues(""), {"default"})
+        self.assertEqual(check.served_queues("emails=20,reports=1"), {"emails", "reports"})
+
+    def test_query_queues(self):
+        base = "SELECT count(*) FROM tasks WHERE status = 'queued' AND run_at <= now()"
+        self.assertIsNone(check.query_queues(base))
+        self.assertEqual(check.query_queues(base + " AND queue IN ('emails', 'reports')"), {"emails", "reports"})
+        self.assertEqual(check.query_queues(base + " AND queue in ('default')"), {"default"})
+        self.assertEqual(check.query_queues(base + " AND queue = ANY('{emails,reports}')"), {"emails", "reports"})
+        self.assertEqual(check.query_queues(base + " AND queue = ANY('{a}'::text[])"), {"a"})
+        self.assertEqual(check.query_queues(base + " AND queue = 'emails'"), {"emails"})
+
+    def test_query_queues_refuses_what_it_cannot_read(self):
+        base = "SELECT count(*) FROM tasks WHERE status = 'queued' AND run_at <= now()"
+        for tail in (" AND queue LIKE 'e%'", " AND queue IN ('a') AND queue = 'b'", " AND queue IN (SELECT name FROM q)",
+                     " AND queue IN ('Bad Name')"):
+            with self.assertRaises(ValueError, msg=tail):
+                check.query_queues(base + tail)
+
+    def test_selector_matches(self):
+        labels = {"app": "taskq", "component": "worker-emails"}
+        self.assertTrue(check.selector_matches({"matchLabels": {"app": "taskq"}}, labels))
+        self.assertFalse(check.selector_matches({"matchLabels": {"component": "worker"}}, labels))
+        expr = {"matchExpressions": [{"key": "component", "operator": "In", "values": ["server", "worker-emails"]}]}
+        self.assertTrue(check.selector_matches(expr, labels))
+        expr = {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}
+        self.assertFalse(check.selector_matches(expr, labels))
+
+
+def worker_deployment(name, queues=None, component=None):
+    doc = copy.deepcopy(GOOD_WORKER)
+    doc["metadata"]["name"] = name
+    labels = {"app.kubernetes.io/component": component or name}
+    doc["spec"]["selector"]["matchLabels"] = labels
+    doc["spec"]["template"]["metadata"]["labels"] = dict(labels)
+    if queues is not None:
+        container(doc)["env"].append({"name": "WORKER_QUEUES", "value": queues})
+    return doc
+
+
+def scaled_object(name, target, query):
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": name},
+            "spec": {"scaleTargetRef": {"name": target}, "triggers": [{
+                "type": "postgresql", "authenticationRef": {"name": "auth"},
+                "metadata": {"query": query, "targetQueryValue": "20"}}]}}
+
+
+AUTH = {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication", "metadata": {"name": "auth"},
+        "spec": {"secretTargetRef": [{"parameter": "connection", "name": "taskq", "key": "DATABASE_URL"}]}}
+RUNNABLE = "SELECT count(*) FROM tasks WHERE status = 'queued' AND run_at <= now()"
+
+
+class WorkerGroups(unittest.TestCase):
+    def test_expectations_inherit_keda_and_pdb(self):
+        values = {"fullnameOverride": "q", "worker": {
+            "keda": {"enabled": True},
+            "groups": [{"name": "emails", "queues": "emails=20"},
+                       {"name": "reports", "queues": "reports=1", "keda": {"enabled": False},
+                        "podDisruptionBudget": {"enabled": False}}]}}
+        self.assertEqual(check.worker_expectations(values), [
+            {"name": "q-worker", "queues": None, "keda": True, "pdb": True},
+            {"name": "q-worker-emails", "queues": "emails=20", "keda": True, "pdb": True},
+            {"name": "q-worker-reports", "queues": "reports=1", "keda": False, "pdb": False},
+        ])
+        self.assertEqual(check.worker_expectations(None),
+                         [{"name": "taskq-worker", "queues": None, "keda": False, "pdb": True}])
+
+    def keda_errors(self, docs):
+        step = quiet_step()
+        check.check_keda(step, check.Source("test", [("t", d) for d in docs + [AUTH]]))
+        return step.errors
+
+    def test_query_must_name_exactly_the_served_queues(self):
+        dep = worker_deployment("w-emails", "emails=20,bulk=2")
+        good = scaled_object("w-emails", "w-emails", RUNNABLE + " AND queue IN ('bulk', 'emails')")
+        self.assertEqual(self.keda_errors([dep, good]), [])
+        fewer = scaled_object("w-emails", "w-emails", RUNNABLE + " AND queue IN ('emails')")
+        self.assertTrue(any("counts the queues emails, but" in e for e in self.keda_errors([dep, fewer])))
+        every = scaled_object("w-emails", "w-emails", RUNNABLE)
+        self.assertTrue(any("every queue" in e for e in self.keda_errors([dep, every])))
+
+    def test_main_worker_serves_default(self):
+        dep = worker_deployment("w")
+        self.assertEqual(self.keda_errors([dep, scaled_object("w", "w", RUNNABLE + " AND queue = 'default'")]), [])
+        errors = self.keda_errors([dep, scaled_object("w", "w", RUNNABLE + " AND queue IN ('emails')")])
+        self.assertTrue(any("serves default" in e for e in errors), errors)
+
+    def test_query_must_count_runnable_tasks(self):
+        dep = worker_deployment("w")
+        errors = self.keda_errors([dep, scaled_object("w", "w", "SELECT count(*) FROM tasks WHERE queue = 'default'")])
+        self.assertTrue(any("runnable" in e for e in errors), errors)
+
+    def test_check_workers(self):
+        values = {"worker": {"groups": [{"name": "emails", "queues": "emails=20"}]}}
+        main, group = worker_deployment("taskq-worker"), worker_deployment("taskq-worker-emails", "emails=20")
+        pdbs = [{"kind": "PodDisruptionBudget", "metadata": {"name": d["metadata"]["name"]},
+                 "spec": {"selector": d["spec"]["selector"]}} for d in (main, group)]
+        for d in (main, group):
+            d["spec"]["replicas"] = 1
+        step = quiet_step()
+        check.check_workers(step, check.Source("t", [("t", d) for d in [main, group, *pdbs]]), values)
+        self.assertEqual(step.errors, [])
+        wrong = worker_deployment("taskq-worker-emails", "emails=5")
+        wrong["spec"]["replicas"] = 1
+        step = quiet_step()
+        check.check_workers(step, check.Source("t", [("t", d) for d in [main, wrong, pdbs[0]]]), values)
+        self.assertTrue(any("WORKER_QUEUES='emails=5'" in e for e in step.errors), step.errors)
+        self.assertTrue(any("one PodDisruptionBudget expected" in e for e in step.errors), step.errors)
+
+    def test_overlapping_selectors(self):
+        main = worker_deployment("taskq-worker", component="worker")
+        group = worker_deployment("taskq-worker-emails", "emails=1", component="worker")
+        step = quiet_step()
+        check.check_selectors(step, check.Source("t", [("t", main), ("t", group)]))
+        self.assertEqual(len(step.errors), 2, step.errors)
+
+
 class Main(unittest.TestCase):
     def test_unknown_step(self):
         with redirect_stdout(io.StringIO()), mock.patch("sys.stderr", io.StringIO()):

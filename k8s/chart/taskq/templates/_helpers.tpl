@@ -104,9 +104,11 @@ credentials, or inline API tokens.
 {{- fail "server.terminationGracePeriodSeconds must exceed config.shutdownGraceSeconds + server.preStopSleepSeconds" }}
 {{- end }}
 {{- end }}
-{{- if .Values.worker.terminationGracePeriodSeconds }}
-{{- if le (int .Values.worker.terminationGracePeriodSeconds) $grace }}
-{{- fail "worker.terminationGracePeriodSeconds must exceed config.shutdownGraceSeconds" }}
+{{- range (include "taskq.workers" . | fromJson).workers }}
+{{- if .terminationGracePeriodSeconds }}
+{{- if le (int .terminationGracePeriodSeconds) $grace }}
+{{- fail (printf "%s.terminationGracePeriodSeconds must exceed config.shutdownGraceSeconds" .valuesPath) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -119,12 +121,100 @@ credentials, or inline API tokens.
 {{- end }}
 {{- end }}
 
+{{/* (dict "ctx" $ "worker" W), W one of the list of "taskq.workers". */}}
 {{- define "taskq.worker.terminationGracePeriodSeconds" -}}
-{{- if .Values.worker.terminationGracePeriodSeconds }}
-{{- int .Values.worker.terminationGracePeriodSeconds }}
+{{- if .worker.terminationGracePeriodSeconds }}
+{{- int .worker.terminationGracePeriodSeconds }}
 {{- else }}
-{{- add (int .Values.config.shutdownGraceSeconds) 10 }}
+{{- add (int .ctx.Values.config.shutdownGraceSeconds) 10 }}
 {{- end }}
+{{- end }}
+
+{{/*
+Worker Deployments: the main one (values `worker`) and one per entry of
+`worker.groups`, as JSON {"workers": [...]} (read it with fromJson). A group
+takes every setting it does not give from `worker`; `keda` and
+`podDisruptionBudget` are merged key by key. Each entry also carries:
+  fullname    the Deployment's (and its PDB's and ScaledObject's) name
+  component   its app.kubernetes.io/component label: worker, worker-GROUP
+  group       the group's name ("" for the main Deployment)
+  queues      its WORKER_QUEUES ("" for the main Deployment without worker.queues)
+  queueNames  the queues it serves: the names in WORKER_QUEUES, else [default]
+  query       the KEDA query: the runnable backlog of exactly those queues
+  valuesPath  where its values are, for messages
+*/}}
+{{- define "taskq.workers" -}}
+{{- $fullname := include "taskq.fullname" . }}
+{{- $base := omit .Values.worker "groups" "queues" }}
+{{- $main := deepCopy $base }}
+{{- $_ := set $main "group" "" }}
+{{- $_ := set $main "queues" (.Values.worker.queues | default "") }}
+{{- $_ := set $main "fullname" (printf "%s-worker" $fullname) }}
+{{- $_ := set $main "component" "worker" }}
+{{- $_ := set $main "valuesPath" "worker" }}
+{{- $workers := list $main }}
+{{- $seen := dict }}
+{{- range $i, $g := .Values.worker.groups | default list }}
+{{- $path := printf "worker.groups[%d]" $i }}
+{{- if not (regexMatch "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$" ($g.name | default "" | toString)) }}
+{{- fail (printf "%s.name must be a DNS label (a-z, 0-9, -), found %q" $path ($g.name | default "" | toString)) }}
+{{- end }}
+{{- if hasKey $seen $g.name }}
+{{- fail (printf "%s.name: two worker groups are named %q" $path $g.name) }}
+{{- end }}
+{{- $_ := set $seen $g.name true }}
+{{- if not $g.queues }}
+{{- fail (printf "%s.queues is required: the group's WORKER_QUEUES, e.g. \"emails=20\"" $path) }}
+{{- end }}
+{{- $w := deepCopy $base }}
+{{- range $k, $v := $g }}
+{{- if and (has $k (list "keda" "podDisruptionBudget")) (kindIs "map" $v) }}
+{{- $merged := deepCopy (get $base $k) }}
+{{- range $k2, $v2 := $v }}
+{{- $_ := set $merged $k2 $v2 }}
+{{- end }}
+{{- $_ := set $w $k $merged }}
+{{- else }}
+{{- $_ := set $w $k $v }}
+{{- end }}
+{{- end }}
+{{- $_ := unset $w "name" }}
+{{- /* worker.keda.query is the main Deployment's; a group always counts its own queues. */}}
+{{- $_ := set $w.keda "query" "" }}
+{{- $_ := set $w "group" $g.name }}
+{{- $name := printf "%s-worker-%s" $fullname $g.name }}
+{{- if gt (len $name) 55 }}
+{{- fail (printf "%s.name: the Deployment name %s is longer than 55 characters (63 with the -metrics Service); shorten the group name or fullnameOverride" $path $name) }}
+{{- end }}
+{{- $_ := set $w "fullname" $name }}
+{{- $_ := set $w "component" (printf "worker-%s" $g.name) }}
+{{- $_ := set $w "valuesPath" $path }}
+{{- $workers = append $workers $w }}
+{{- end }}
+{{- range $w := $workers }}
+{{- $names := list }}
+{{- if $w.queues }}
+{{- range splitList "," $w.queues }}
+{{- if or (not (regexMatch "^[a-z0-9_.-]{1,64}=[1-9][0-9]{0,3}$" .)) (gt (int (last (splitList "=" .))) 1000) }}
+{{- fail (printf "%s.queues: %q is not QUEUE=EXECUTORS (QUEUE: 1 to 64 of a-z 0-9 _ . -; EXECUTORS: 1 to 1000; items separated by commas, no spaces)" $w.valuesPath .) }}
+{{- end }}
+{{- $q := first (splitList "=" .) }}
+{{- if has $q $names }}
+{{- fail (printf "%s.queues names queue %q twice" $w.valuesPath $q) }}
+{{- end }}
+{{- $names = append $names $q }}
+{{- end }}
+{{- else }}
+{{- $names = list "default" }}
+{{- end }}
+{{- $_ := set $w "queueNames" $names }}
+{{- $quoted := list }}
+{{- range $names }}
+{{- $quoted = append $quoted (printf "'%s'" .) }}
+{{- end }}
+{{- $_ := set $w "query" ($w.keda.query | default (printf "SELECT count(*) FROM tasks WHERE status = 'queued' AND run_at <= now() AND queue IN (%s)" (join ", " $quoted))) }}
+{{- end }}
+{{- dict "workers" $workers | toJson }}
 {{- end }}
 
 {{/*
