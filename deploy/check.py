@@ -692,8 +692,27 @@ def step_compose(step):
             continue
         if stop is None or stop <= grace:
             step.error(f"compose.yml: {name}: stop_grace_period ({svc.get('stop_grace_period', '10s')}) must exceed SHUTDOWN_GRACE ({grace:g}s)")
+    check_compose_workers(step, taskq)
     if not step.errors:
         step.ok(f"compose.yml: {len(services)} services, dependency conditions, volumes and stop_grace_period are consistent")
+
+
+def check_compose_workers(step, taskq):
+    """Each worker service serves valid queues, and one of them serves `default`."""
+    served = {}
+    for name, svc in taskq.items():
+        env = compose_env(svc)
+        if env.get("ROLE") != "worker":
+            continue
+        try:
+            served[name] = served_queues(env.get("WORKER_QUEUES"))
+        except ValueError as exc:
+            step.error(f"compose.yml: {name}: WORKER_QUEUES {exc}")
+    if served and not any(DEFAULT_QUEUE in queues for queues in served.values()):
+        step.error(f"compose.yml: no worker service serves the {DEFAULT_QUEUE} queue, where tasks go without one")
+    elif served:
+        step.ok("compose.yml: worker services and their queues: " +
+                "; ".join(f"{name}: {', '.join(sorted(q))}" for name, q in served.items()))
 
 
 # ---------------------------------------------------------------------- k8s --

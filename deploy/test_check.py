@@ -158,6 +158,19 @@ class Compose(unittest.TestCase):
         self.assertEqual(set(check.compose_taskq_services(model)), {"server", "worker"})
 
 
+    def test_workers_must_serve_default(self):
+        step = quiet_step()
+        check.check_compose_workers(step, {"worker": {"environment": {"ROLE": "worker"}},
+                                           "worker-emails": {"environment": {"ROLE": "worker", "WORKER_QUEUES": "emails=20"}},
+                                           "server": {"environment": {"ROLE": "server"}}})
+        self.assertEqual(step.errors, [])
+        check.check_compose_workers(step, {"worker-emails": {"environment": ["ROLE=worker", "WORKER_QUEUES=emails=20"]}})
+        self.assertEqual(len(step.errors), 1, step.errors)
+        check.check_compose_workers(step, {"w": {"environment": ["ROLE=worker", "WORKER_QUEUES=emails"]}})
+        self.assertEqual(len(step.errors), 2, step.errors)
+        self.assertIn("is not QUEUE=EXECUTORS", step.errors[-1])
+
+
 class Images(unittest.TestCase):
     def test_repo(self):
         self.assertEqual(check.image_repo("registry.example.com:5000/team/taskq:1.2@sha256:ab"), "taskq")
