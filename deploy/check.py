@@ -535,6 +535,7 @@ REFUSED_VALUES = [
     ("a worker group's queues that are not QUEUE=EXECUTORS (values.schema.json)",
      {"worker": {"groups": [{"name": "emails", "queues": "emails"}]}}, "/worker/groups/0/queues"),
     ("an upper-case queue in worker.queues (values.schema.json)", {"worker": {"queues": "Default=5"}}, "/worker/queues"),
+    ("spaces in worker.queues (values.schema.json)", {"worker": {"queues": "default=5, misc=1"}}, "/worker/queues"),
     ("a KEDA query of its own in a worker group (values.schema.json)",
      {"worker": {"groups": [{"name": "emails", "queues": "emails=1", "keda": {"query": "SELECT 1"}}]}},
      "additional properties 'query'"),
@@ -551,13 +552,33 @@ REFUSED_VALUES = [
 ]
 
 
+def doc_values_examples(text, top_keys):
+    """The ```yaml blocks of a Markdown text that are chart values: every top-level key is one of `top_keys`."""
+    out = []
+    for block in re.findall(r"^```yaml\n(.*?)^```", text, re.DOTALL | re.MULTILINE):
+        try:
+            docs = load_docs(block, "docs/deploy.md")
+        except ValueError:
+            continue
+        if len(docs) == 1 and isinstance(docs[0], dict) and docs[0] and set(docs[0]) <= set(top_keys):
+            out.append(docs[0])
+    return out
+
+
 def chart_variants():
     all_on = CHART / "ci" / "all-on-values.yaml"
-    return [
+    variants = [
         ("default values", None),
         ("ci/all-on-values.yaml", load_docs(all_on.read_text(), rel(all_on))[0]),
         ("inline database URL", INLINE_VALUES),
     ]
+    # The values examples of docs/deploy.md must render and validate too.
+    doc = ROOT / "docs" / "deploy.md"
+    if doc.exists():
+        top_keys = load_docs((CHART / "values.yaml").read_text(), "values.yaml")[0]
+        for i, values in enumerate(doc_values_examples(doc.read_text(), top_keys), 1):
+            variants.append((f"docs/deploy.md example {i}", values))
+    return variants
 
 
 def helm_sources(step):
@@ -885,12 +906,22 @@ def step_helm(step):
             dep = deployment(all_on, suffix)
             expect(step, all_on, dep is not None and "replicas" not in dep["spec"],
                    f"{suffix[1:]} Deployment sets replicas although {scaler} owns them")
-        check_keda(step, all_on)
 
     for label, values in chart_variants():
         source = sources.get(f"chart ({label})")
         if source:
             check_workers(step, source, values)
+            check_keda(step, source)
+    # A KEDA query that docs/deploy.md shows is one the chart renders.
+    rendered = {t["metadata"].get("query") for src in sources.values() for so in objects(src, "ScaledObject")
+                for t in so["spec"]["triggers"]}
+    doc = ROOT / "docs" / "deploy.md"
+    shown = re.findall(r"^```sql\n(SELECT count\(\*\) FROM tasks\b[^\n]*)\n```", doc.read_text(), re.MULTILINE) if doc.exists() else []
+    for query in shown:
+        if query in rendered:
+            step.ok(f"docs/deploy.md shows a KEDA query the chart renders: {query}")
+        else:
+            step.error(f"docs/deploy.md shows a KEDA query that no rendering has: {query}")
 
     inline = sources.get("chart (inline database URL)")
     if inline:
@@ -1308,6 +1339,22 @@ TOP_LEVEL = ("src/", "k8s/", "deploy/", "docs/", "migrations/", "static/", "test
 TOP_FILES = ("Dockerfile", ".dockerignore", "compose.yml", "Makefile", "Cargo.toml", "README.md")
 
 
+def doc_metric_labels(text):
+    """{(metric, label)} a text uses: in selectors, taskq_x{label="v"}, and in
+    aggregations, `by (label) (taskq_x...)`."""
+    used = set()
+    for metric, selector in re.findall(r"\b(taskq_[a-z0-9_]+)\{([^}]*)\}", text):
+        used.update((metric, label) for label in re.findall(r"([a-z_][a-z0-9_]*)\s*(?:=~|!~|!=|=)", selector))
+    for labels, metric in re.findall(r"\bby\s*\(([^)]*)\)\s*\(\s*(taskq_[a-z0-9_]+)", text):
+        used.update((metric, label.strip()) for label in labels.split(",") if label.strip())
+    return used
+
+
+def metric_has_label(src, metric, label):
+    """Whether a statement of `src` that names "metric" also gives it the label: "label" => ..."""
+    return re.search(rf'"{re.escape(metric)}"[^;]*?"{re.escape(label)}"\s*=>', src) is not None
+
+
 def step_docs(step):
     doc = ROOT / "docs" / "deploy.md"
     if not doc.exists():
@@ -1321,6 +1368,13 @@ def step_docs(step):
         step.error("docs/deploy.md names metrics that src/ does not define: " + ", ".join(missing))
     else:
         step.ok(f"docs/deploy.md: {len(metrics)} metric names, all defined in src/")
+    used = doc_metric_labels(text)
+    unlabelled = sorted(f"{m}{{{label}}}" for m, label in used if f'"{m}"' in src and not metric_has_label(src, m, label))
+    if unlabelled:
+        step.error("docs/deploy.md uses labels that src/ does not set on these metrics: " + ", ".join(unlabelled))
+    elif used:
+        step.ok(f"docs/deploy.md: {len(used)} metric labels, all set by src/: "
+                + ", ".join(f"{m}{{{label}}}" for m, label in sorted(used)))
     paths = set()
     for token in re.findall(r"`([^`\s]+)`", text):
         token = token.rstrip(".,:;")

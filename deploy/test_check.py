@@ -401,6 +401,21 @@ class WorkerGroups(unittest.TestCase):
         self.assertEqual(len(step.errors), 2, step.errors)
 
 
+class Docs(unittest.TestCase):
+    def test_metric_labels(self):
+        text = ('`max by (queue) (taskq_queue_depth{status="queued"})` and '
+                '`rate(taskq_tasks_released_total{reason="not_started"}[5m])`, `taskq_live_workers`')
+        self.assertEqual(check.doc_metric_labels(text), {("taskq_queue_depth", "queue"), ("taskq_queue_depth", "status"),
+                                                         ("taskq_tasks_released_total", "reason")})
+        src = 'gauge!("taskq_queue_depth", "queue" => q.to_owned(), "status" => s).set(1.0);\ngauge!("taskq_x").set(0.0);'
+        self.assertTrue(check.metric_has_label(src, "taskq_queue_depth", "status"))
+        self.assertFalse(check.metric_has_label(src, "taskq_x", "queue"))
+
+    def test_values_examples(self):
+        text = "x\n```yaml\nworker:\n  replicas: 2\n```\n```yaml\nkind: Job\n```\n```sh\nworker: 1\n```\n"
+        self.assertEqual(check.doc_values_examples(text, {"worker", "server"}), [{"worker": {"replicas": 2}}])
+
+
 class Main(unittest.TestCase):
     def test_unknown_step(self):
         with redirect_stdout(io.StringIO()), mock.patch("sys.stderr", io.StringIO()):
