@@ -63,6 +63,7 @@ impl Application {
         // Install the metrics recorder before anything records.
         crate::metrics::handle();
         let store = open_store(&config).await?;
+        apply_queue_limits(&*store, &config.queue_limits).await?;
         let registry = Arc::new(registry);
         let shutting_down = Arc::new(AtomicBool::new(false));
 
@@ -166,6 +167,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             Err(error) => return Err(error).context("cannot apply migrations"),
         }
     }
+}
+
+/// Applies the `[queues.NAME] max_running` of `taskq.toml`: the file wins over an API
+/// change at every start.
+async fn apply_queue_limits(
+    store: &dyn Store,
+    limits: &std::collections::BTreeMap<String, Option<i32>>,
+) -> anyhow::Result<()> {
+    for (name, max_running) in limits {
+        let change = store::QueueChange { max_running: Some(*max_running), paused: None };
+        store.change_queue(name, change).await.with_context(|| format!("cannot apply [queues.{name}]"))?;
+    }
+    Ok(())
 }
 
 fn is_transient(error: &store::StoreError) -> bool {

@@ -967,7 +967,8 @@ impl Source {
     }
 
     async fn history(&mut self, first: Uuid, last: Uuid) -> Result<Vec<HistoryEvent>, CheckError> {
-        const SQL: &str = "SELECT * FROM task_history WHERE task_id BETWEEN $1 AND $2 ORDER BY task_id, id";
+        const SQL: &str = "SELECT h.*, t.queue FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
+                           WHERE h.task_id BETWEEN $1 AND $2 ORDER BY h.task_id, h.id";
         Ok(match self {
             Self::Postgres(tx) => sqlx::query_as(SQL).bind(first).bind(last).fetch_all(&mut **tx).await?,
             Self::Sqlite(tx) => sqlx::query_as(SQL).bind(first).bind(last).fetch_all(&mut **tx).await?,
@@ -1094,6 +1095,7 @@ mod tests {
                 updated_at: at(0),
                 started_at: None,
                 completed_at: None,
+                queue: "default".into(),
             };
             let mut story = Self { task, events: Vec::new() };
             story.event(0, EventType::TaskQueued, TaskStatus::Queued, None);
@@ -1130,6 +1132,7 @@ mod tests {
                 error_message: None,
                 next_run_at: next.map(at),
                 created_at: at(ms),
+                queue: task.queue.clone(),
             });
             self
         }

@@ -54,6 +54,7 @@ pub struct RawSettings {
     pub server_host: Option<String>,
     pub server_port: Option<String>,
     pub worker_concurrency: Option<String>,
+    pub worker_queues: Option<String>,
     pub worker_prefetch: Option<String>,
     pub worker_poll_interval: Option<String>,
     pub worker_timeout: Option<String>,
@@ -67,6 +68,17 @@ pub struct RawSettings {
     pub cors_origins: Option<String>,
     pub log_format: Option<String>,
     pub demo_time_scale: Option<String>,
+    /// `[queues.NAME]` tables of `taskq.toml`.
+    #[serde(default)]
+    pub queues: std::collections::BTreeMap<String, RawQueue>,
+}
+
+/// A `[queues.NAME]` table: settings applied to the queue at every start.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// The queue's global limit; absent means none.
+    pub max_running: Option<i64>,
 }
 
 impl RawSettings {
@@ -118,13 +130,19 @@ pub struct Config {
     /// `None` picks by whether stderr is a terminal.
     pub log_format: Option<LogFormat>,
     pub demo_time_scale: f64,
+    /// Limits from `taskq.toml`, by queue (`None`: no limit), applied at start.
+    pub queue_limits: std::collections::BTreeMap<String, Option<i32>>,
 }
 
 /// What a worker process needs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub worker_id: String,
+    /// Executors of the `default` queue when `queues` is empty (`WORKER_CONCURRENCY`).
     pub concurrency: usize,
+    /// The queues served and each one's executors (`WORKER_QUEUES`); empty for
+    /// `default` with `concurrency` executors.
+    pub queues: Vec<QueueSpec>,
     /// The most claimed tasks held beyond the idle executors (`WORKER_PREFETCH`); the
     /// Dispatcher holds fewer when its tasks are slow, and none when this is 0.
     pub prefetch: usize,
@@ -145,6 +163,7 @@ impl Default for WorkerConfig {
         Self {
             worker_id: default_worker_id(),
             concurrency: 5,
+            queues: Vec::new(),
             prefetch: 500,
             poll_interval: Duration::from_secs(1),
             default_timeout: Duration::from_secs(30),
@@ -155,6 +174,53 @@ impl Default for WorkerConfig {
             retention_failed: Duration::from_secs(30 * 86_400),
         }
     }
+}
+
+/// One queue a worker serves, with executors of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub concurrency: usize,
+}
+
+impl WorkerConfig {
+    /// The queues this worker serves: `WORKER_QUEUES`, or `default` with
+    /// `WORKER_CONCURRENCY` executors.
+    pub fn served_queues(&self) -> Vec<QueueSpec> {
+        if self.queues.is_empty() {
+            vec![QueueSpec { name: crate::store::DEFAULT_QUEUE.to_owned(), concurrency: self.concurrency }]
+        } else {
+            self.queues.clone()
+        }
+    }
+
+    /// The served queues as the worker reports them: `default=5,emails=20`.
+    pub fn queues_label(&self) -> String {
+        let specs = self.served_queues();
+        specs.iter().map(|q| format!("{}={}", q.name, q.concurrency)).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Parses `WORKER_QUEUES`: `name=executors` pairs separated by commas, each name
+/// once, each count from 1 to 1000.
+pub fn parse_worker_queues(text: &str) -> Result<Vec<QueueSpec>, ConfigError> {
+    let invalid = |why: String| ConfigError(format!("WORKER_QUEUES: invalid value {text:?}: {why}"));
+    let mut specs: Vec<QueueSpec> = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, count) =
+            entry.split_once('=').ok_or_else(|| invalid(format!("{entry:?} is not name=executors")))?;
+        let name = name.trim();
+        crate::store::check_queue_name(name).map_err(invalid)?;
+        let concurrency =
+            count.trim().parse::<usize>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                invalid(format!("executors of {name:?} must be a whole number from 1 to 1000"))
+            })?;
+        if specs.iter().any(|s| s.name == name) {
+            return Err(invalid(format!("queue {name:?} is named twice")));
+        }
+        specs.push(QueueSpec { name: name.to_owned(), concurrency });
+    }
+    Ok(specs)
 }
 
 /// `hostname-pid`: unique per process on a machine, readable in the dashboard.
@@ -183,6 +249,7 @@ impl Config {
                 _ => defaults.worker_id,
             },
             concurrency: number("WORKER_CONCURRENCY", raw.worker_concurrency, 5, 1..=1000)?,
+            queues: parse_worker_queues(raw.worker_queues.as_deref().unwrap_or_default())?,
             prefetch: number("WORKER_PREFETCH", raw.worker_prefetch, defaults.prefetch, 0..=10_000)?,
             poll_interval: duration(
                 "WORKER_POLL_INTERVAL",
@@ -268,8 +335,31 @@ impl Config {
             cors_origins: list(raw.cors_origins.as_deref()),
             log_format,
             demo_time_scale,
+            queue_limits: queue_limits(&raw.queues)?,
         })
     }
+}
+
+/// The `[queues.NAME]` tables, checked: valid names, limits from 1 to 1,000,000.
+fn queue_limits(
+    queues: &std::collections::BTreeMap<String, RawQueue>,
+) -> Result<std::collections::BTreeMap<String, Option<i32>>, ConfigError> {
+    queues
+        .iter()
+        .map(|(name, queue)| {
+            crate::store::check_queue_name(name)
+                .map_err(|why| ConfigError(format!("[queues.{name}]: {why}")))?;
+            let limit = match queue.max_running {
+                None => None,
+                Some(n) => {
+                    Some(i32::try_from(n).ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
+                        ConfigError(format!("[queues.{name}] max_running: {n} is not from 1 to 1000000"))
+                    })?)
+                }
+            };
+            Ok((name.clone(), limit))
+        })
+        .collect()
 }
 
 /// `DATABASE_URL`, else one built from the original `DB_*` variables, else SQLite.

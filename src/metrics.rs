@@ -9,6 +9,8 @@ use std::time::Duration;
 use metrics::{Gauge, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::store::Task;
+
 /// Buckets of the execution-time histogram, in seconds: from a no-op to a long job.
 const DURATION_BUCKETS: &[f64] =
     &[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -38,15 +40,23 @@ pub fn task_created(task_type: &str) {
     counter!("taskq_tasks_created_total", "type" => task_type.to_owned()).increment(1);
 }
 
-/// `taskq_task_attempts_total{type, outcome}`: finished attempts by outcome
-/// (`succeeded`, `failed`, `fatal`, `timed_out`).
-pub fn attempt_finished(task_type: &str, outcome: &'static str) {
-    counter!("taskq_task_attempts_total", "type" => task_type.to_owned(), "outcome" => outcome).increment(1);
+/// `taskq_task_attempts_total{type, queue, outcome}`: finished attempts by outcome
+/// (`succeeded`, `failed`, `fatal`, `timed_out`). A worker only runs the queues of its
+/// `WORKER_QUEUES`, which bounds the `queue` label.
+pub fn attempt_finished(task: &Task, outcome: &'static str) {
+    counter!(
+        "taskq_task_attempts_total",
+        "type" => task.task_type.clone(),
+        "queue" => task.queue.clone(),
+        "outcome" => outcome
+    )
+    .increment(1);
 }
 
-/// `taskq_task_duration_seconds{type}`: how long handlers ran.
-pub fn attempt_duration(task_type: &str, elapsed: Duration) {
-    histogram!("taskq_task_duration_seconds", "type" => task_type.to_owned()).record(elapsed.as_secs_f64());
+/// `taskq_task_duration_seconds{type, queue}`: how long handlers ran.
+pub fn attempt_duration(task: &Task, elapsed: Duration) {
+    histogram!("taskq_task_duration_seconds", "type" => task.task_type.clone(), "queue" => task.queue.clone())
+        .record(elapsed.as_secs_f64());
 }
 
 /// `taskq_task_retries_total{type}`: retries scheduled.
@@ -85,9 +95,10 @@ pub struct WorkerGauges {
 impl WorkerGauges {
     /// `taskq_executors_busy`, `taskq_executors`, `taskq_executor_utilization` (busy /
     /// total) and `taskq_tasks_prefetched` (claimed tasks waiting in the worker's local
-    /// queue for an executor), each labelled `worker_id`.
-    pub fn new(worker_id: &str) -> Self {
-        let gauge = |name: &'static str| gauge!(name, "worker_id" => worker_id.to_owned());
+    /// queue for an executor), each labelled `worker_id` and `queue` (one Dispatcher's
+    /// pool).
+    pub fn new(worker_id: &str, queue: &str) -> Self {
+        let gauge = |name: &'static str| gauge!(name, "worker_id" => worker_id.to_owned(), "queue" => queue.to_owned());
         Self {
             busy: gauge("taskq_executors_busy"),
             total: gauge("taskq_executors"),
@@ -115,20 +126,43 @@ pub fn stream_clients(clients: usize) {
     gauge!("taskq_stream_clients").set(clients as f64);
 }
 
-/// `taskq_queue_depth{status}`, `taskq_oldest_runnable_task_age_seconds`: the queue's
-/// shape, refreshed at each scrape.
+/// Queues with series of their own in the per-queue gauges; the rest are summed under
+/// `queue="(other)"` (not a valid queue name, so it never collides), which keeps the
+/// label's cardinality bounded however many queues clients create.
+pub const MAX_QUEUE_SERIES: usize = 100;
+
+/// The per-queue label of the shape gauges, `(other)` past the first
+/// [`MAX_QUEUE_SERIES`] queues by name.
+const OTHER_QUEUES: &str = "(other)";
+
+/// `taskq_queue_depth{queue, status}`, `taskq_oldest_runnable_task_age_seconds{queue}`:
+/// each queue's shape, refreshed at each scrape (sum by `status` for the totals), and
+/// `taskq_unserved_tasks` (queued in queues no live worker serves).
 pub fn queue_shape(stats: &crate::store::Stats) {
-    for (status, count) in [
-        ("queued", stats.queued_tasks),
-        ("running", stats.running_tasks),
-        ("scheduled", stats.scheduled_tasks),
-        ("succeeded", stats.succeeded_tasks),
-        ("failed", stats.failed_tasks),
-        ("cancelled", stats.cancelled_tasks),
-    ] {
-        gauge!("taskq_queue_depth", "status" => status).set(count as f64);
+    let mut depth: std::collections::BTreeMap<(&str, &'static str), i64> = Default::default();
+    let mut oldest: std::collections::BTreeMap<&str, f64> = Default::default();
+    for (index, queue) in stats.queues.iter().enumerate() {
+        let label = if index < MAX_QUEUE_SERIES { queue.name.as_str() } else { OTHER_QUEUES };
+        for (status, count) in [
+            ("queued", queue.queued),
+            ("running", queue.running),
+            ("scheduled", queue.scheduled),
+            ("succeeded", queue.succeeded),
+            ("failed", queue.failed),
+            ("cancelled", queue.cancelled),
+        ] {
+            *depth.entry((label, status)).or_default() += count;
+        }
+        let age = oldest.entry(label).or_default();
+        *age = age.max(queue.oldest_runnable_age_seconds.unwrap_or(0.0));
     }
-    gauge!("taskq_oldest_runnable_task_age_seconds").set(stats.oldest_runnable_age_seconds.unwrap_or(0.0));
+    for ((queue, status), count) in depth {
+        gauge!("taskq_queue_depth", "queue" => queue.to_owned(), "status" => status).set(count as f64);
+    }
+    for (queue, age) in oldest {
+        gauge!("taskq_oldest_runnable_task_age_seconds", "queue" => queue.to_owned()).set(age);
+    }
+    gauge!("taskq_unserved_tasks").set(stats.unserved_tasks as f64);
     gauge!("taskq_live_workers").set(stats.live_workers as f64);
 }
 

@@ -225,6 +225,7 @@ mod tests {
                 error_message: None,
                 next_run_at: None,
                 created_at: Utc::now(),
+                queue: "default".into(),
             },
             task_type: "noop".into(),
             name: "n".into(),

@@ -1,6 +1,8 @@
-//! Dispatcher: the claim loop of one worker process.
+//! Dispatcher: the claim loop of one queue in one worker process.
 //!
-//! It owns the executor pool and a small local queue of claimed tasks that have not
+//! A worker runs one Dispatcher per queue it serves (`WORKER_QUEUES`), each with an
+//! executor pool of its own, so a queue of slow tasks never holds up another queue's
+//! executors. It owns that pool and a small local queue of claimed tasks that have not
 //! started yet. A claim takes enough tasks for the idle executors plus a prefetch:
 //! as many as the executors will finish while the next claim is on its way (Little's
 //! law on two measured averages, the claim's round trip and an executor's cycle, see
@@ -15,30 +17,27 @@
 //! Dispatcher then waits for a hint (a NOTIFY, an in-process wake-up on SQLite) or
 //! the poll tick that covers lost hints.
 //!
-//! It also heartbeats the worker's row in `workers`; a worker that stops heartbeating
-//! has its tasks rescued without waiting for their leases.
+//! It claims nothing before the worker's first heartbeat is written (`Registered`,
+//! from the [`Heartbeat`](super::heartbeat::Heartbeat)), so the Rescuer never takes its
+//! tasks for orphans. When its queue is paused (a `Wake` for a settings change, or the
+//! poll that covers a lost one), it releases its prefetched tasks unstarted.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
 use super::executor::Executor;
-use super::messages::{Abort, AbortAll, ExecutorIdle, Stop, StopClaiming, TaskMsg, Wake, WhenIdle};
+use super::messages::{
+    Abort, AbortAll, ExecutorIdle, Registered, Stop, StopClaiming, TaskMsg, Wake, WhenIdle,
+};
 use crate::config::WorkerConfig;
 use crate::metrics;
-use crate::store::{AttemptRef, ReleaseReason, Store, StoreError, Task, WorkerInfo};
-
-/// How often the worker's liveness is written (see `store::WORKER_STALE_AFTER`).
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// How soon a worker whose first heartbeat failed tries again.
-const REGISTER_RETRY: Duration = Duration::from_millis(500);
-/// Backoff of the NOTIFY listener's reconnects: doubling from the first to the last.
-const LISTEN_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+use crate::store::{AttemptRef, ReleaseReason, Store, StoreError, Task};
 /// Claim round trips the prefetch covers: one for the claim in flight, one of margin
 /// for the variance of both averages.
 const PREFETCH_ROUND_TRIPS: f64 = 2.0;
@@ -78,8 +77,11 @@ struct Ready {
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     worker_id: Arc<str>,
+    /// The queue this Dispatcher claims from.
+    queue: Arc<str>,
     config: WorkerConfig,
-    started_at: DateTime<Utc>,
+    /// Busy executors, read by the worker's heartbeat.
+    busy_count: Arc<AtomicUsize>,
     executors: Vec<Addr<Executor>>,
     /// Indexes of executors with nothing to do. Never non-empty while `ready` is.
     idle: Vec<usize>,
@@ -105,21 +107,28 @@ pub struct Dispatcher {
     stopping: bool,
     /// The first heartbeat is written; no claim happens before.
     registered: bool,
+    /// A look at the queue's settings is in flight.
+    checking: bool,
     /// `WhenIdle` callers.
     idle_waiters: Vec<oneshot::Sender<()>>,
-    /// The wake-up listener's task, stopped with the Dispatcher.
-    listener: Option<tokio::task::AbortHandle>,
     gauges: metrics::WorkerGauges,
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, config: WorkerConfig) -> Self {
-        let gauges = metrics::WorkerGauges::new(&config.worker_id);
+    /// A Dispatcher of `queue`; `busy_count` is where it reports its busy executors.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: WorkerConfig,
+        queue: &str,
+        busy_count: Arc<AtomicUsize>,
+    ) -> Self {
+        let gauges = metrics::WorkerGauges::new(&config.worker_id, queue);
         Self {
             store,
             worker_id: Arc::from(config.worker_id.as_str()),
+            queue: Arc::from(queue),
             config,
-            started_at: Utc::now(),
+            busy_count,
             executors: Vec::new(),
             idle: Vec::new(),
             busy_since: Vec::new(),
@@ -132,8 +141,8 @@ impl Dispatcher {
             drained: false,
             stopping: false,
             registered: false,
+            checking: false,
             idle_waiters: Vec::new(),
-            listener: None,
             gauges,
         }
     }
@@ -169,9 +178,10 @@ impl Dispatcher {
         self.claiming = true;
         let store = Arc::clone(&self.store);
         let worker_id = Arc::clone(&self.worker_id);
+        let queue = Arc::clone(&self.queue);
         let grace = self.config.lease_grace;
         let sent = Instant::now();
-        let claim = super::io(async move { store.claim(&worker_id, limit as u32, grace).await });
+        let claim = super::io(async move { store.claim(&worker_id, &queue, limit as u32, grace).await });
         ctx.spawn(claim.into_actor(self).map(move |claimed, dispatcher, ctx| {
             dispatcher.claiming = false;
             match claimed {
@@ -214,13 +224,40 @@ impl Dispatcher {
     }
 
     fn report_gauges(&self) {
+        self.busy_count.store(self.busy(), Ordering::Relaxed);
         self.gauges.set(self.busy(), self.executors.len(), self.ready.len());
     }
 
     fn claim_failed(&mut self, error: StoreError) {
         // The next poll tick tries again: the poll interval is the retry backoff.
         self.drained = true;
-        tracing::warn!(error = %error, worker_id = %self.worker_id, "claim failed; retrying at the next poll");
+        tracing::warn!(error = %error, worker_id = %self.worker_id, queue = %self.queue, "claim failed; retrying at the next poll");
+    }
+
+    /// Releases the local queue if the queue was paused. Claims see a pause in the
+    /// database; prefetched tasks were claimed before it and must not start after.
+    fn check_paused(&mut self, ctx: &mut Context<Self>) {
+        if self.ready.is_empty() || self.checking || self.stopping {
+            return;
+        }
+        self.checking = true;
+        let store = Arc::clone(&self.store);
+        let queue = Arc::clone(&self.queue);
+        let look = super::io(async move {
+            let settings = store.queue_settings().await?;
+            Ok::<_, StoreError>(settings.iter().any(|s| *s.name == *queue && s.paused))
+        });
+        ctx.spawn(look.into_actor(self).map(|paused, dispatcher, ctx| {
+            dispatcher.checking = false;
+            match paused {
+                Ok(true) => {
+                    tracing::info!(queue = %dispatcher.queue, tasks = dispatcher.ready.len(), "queue paused: releasing prefetched tasks");
+                    dispatcher.release_ready(dispatcher.ready.len(), ReleaseReason::Paused, ctx);
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(error = %error, queue = %dispatcher.queue, "could not read the queue's settings; trying at the next poll"),
+            }
+        }));
     }
 
     /// Releases tasks that waited in the local queue for half the lease grace: their
@@ -264,70 +301,6 @@ impl Dispatcher {
             });
         }
     }
-
-    /// Writes the worker's heartbeat; resolves to whether it was written.
-    fn heartbeat(&self) -> impl Future<Output = bool> + 'static {
-        let store = Arc::clone(&self.store);
-        let info = WorkerInfo {
-            worker_id: self.worker_id.to_string(),
-            concurrency: self.executors.len() as i32,
-            running: self.busy() as i32,
-            started_at: self.started_at,
-            last_seen_at: Utc::now(),
-        };
-        super::io(async move {
-            let written = store.heartbeat(&info).await;
-            if let Err(error) = &written {
-                tracing::warn!(error = %error, "heartbeat failed");
-            }
-            written.is_ok()
-        })
-    }
-
-    /// Heartbeats, and retries soon while the worker is not registered yet.
-    fn register(&mut self, ctx: &mut Context<Self>) {
-        ctx.wait(self.heartbeat().into_actor(self).map(|written, dispatcher, ctx| {
-            dispatcher.registered = written;
-            if written {
-                dispatcher.claim(ctx);
-            } else {
-                ctx.run_later(REGISTER_RETRY, |dispatcher, ctx| dispatcher.register(ctx));
-            }
-        }));
-    }
-
-    /// Forwards wake-up hints to the Dispatcher for as long as it lives, reconnecting
-    /// with backoff when the listener's connection is lost.
-    fn listen(&mut self, ctx: &mut Context<Self>) {
-        let store = Arc::clone(&self.store);
-        let me = ctx.address();
-        let listener = async move {
-            let mut delay = LISTEN_RETRY.0;
-            loop {
-                match store.wakeups().await {
-                    Ok(mut hints) => {
-                        delay = LISTEN_RETRY.0;
-                        me.do_send(Wake); // hints may have been missed while away
-                        while let Some(hint) = hints.next().await {
-                            match hint {
-                                Ok(()) => me.do_send(Wake),
-                                Err(error) => {
-                                    tracing::warn!(error = %error, "wake-up listener lost its connection");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(error = %error, retry_in = ?delay, "wake-up listener cannot connect")
-                    }
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(LISTEN_RETRY.1);
-            }
-        };
-        self.listener = Some(super::spawn_io(listener));
-    }
 }
 
 /// Releases attempts that will not run here, retrying a few times: a release that
@@ -365,33 +338,34 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Claim only once the heartbeat is written, so the Rescuer never mistakes
-        // this worker's tasks for orphans.
-        self.register(ctx);
-        ctx.run_interval(HEARTBEAT_INTERVAL, |dispatcher, ctx| {
-            ctx.spawn(dispatcher.heartbeat().into_actor(dispatcher).map(|_, _, _| ()));
-        });
+        // The poll covers lost hints: of new tasks and of a pause.
         ctx.run_interval(self.config.poll_interval, |dispatcher, ctx| {
             dispatcher.drained = false;
             dispatcher.claim(ctx);
+            dispatcher.check_paused(ctx);
         });
         // Checked four times per allowed wait: no task waits past 5/8 of the grace.
         let expiry_check = (self.config.lease_grace / 8).max(Duration::from_millis(10));
         ctx.run_interval(expiry_check, |dispatcher, ctx| dispatcher.expire_ready(ctx));
-        self.listen(ctx);
     }
+}
 
-    fn stopped(&mut self, _: &mut Self::Context) {
-        if let Some(listener) = self.listener.take() {
-            listener.abort();
-        }
+impl Handler<Registered> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _: Registered, ctx: &mut Self::Context) {
+        self.registered = true;
+        self.claim(ctx);
     }
 }
 
 impl Handler<Wake> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+    fn handle(&mut self, wake: Wake, ctx: &mut Self::Context) {
+        if wake.settings_changed {
+            self.check_paused(ctx);
+        }
         self.drained = false;
         self.hinted = self.claiming;
         self.claim(ctx);

@@ -65,7 +65,7 @@ impl Executor {
     }
 
     fn fail(&self, task: Task, kind: FailureKind, error: String, fatal: bool) {
-        metrics::attempt_finished(&task.task_type, if fatal { "fatal" } else { kind.label() });
+        metrics::attempt_finished(&task, if fatal { "fatal" } else { kind.label() });
         self.retry.do_send(AttemptFailed { task, kind, error, fatal });
     }
 
@@ -83,10 +83,10 @@ impl Executor {
             _ => return,
         }
         let running = self.current.take().expect("checked above");
-        metrics::attempt_duration(&task.task_type, started.elapsed());
+        metrics::attempt_duration(&task, started.elapsed());
         match outcome {
             Ok(Ok(Ok(result))) => {
-                metrics::attempt_finished(&task.task_type, "succeeded");
+                metrics::attempt_finished(&task, "succeeded");
                 self.completer.do_send(Record(Completion { attempt, result }));
             }
             Ok(Ok(Err(HandlerError::Retryable(error)))) => self.fail(task, FailureKind::Error, error, false),

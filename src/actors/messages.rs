@@ -24,10 +24,19 @@ pub struct ExecutorIdle {
     pub index: usize,
 }
 
-/// NOTIFY, the poll tick or an in-process enqueue → Dispatcher: runnable tasks may exist.
+/// The wake-up listener → Dispatcher: runnable tasks may exist in its queue, or (with
+/// `settings_changed`) the queue's settings changed, perhaps to paused.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Wake;
+pub struct Wake {
+    pub settings_changed: bool,
+}
+
+/// Heartbeat → Dispatcher: the worker's first heartbeat is written; claiming may
+/// begin (the Rescuer takes the tasks of unregistered workers for orphans).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Registered;
 
 /// Executor → Retry: an attempt failed; `fatal` errors are never retried.
 #[derive(Message)]

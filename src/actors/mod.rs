@@ -2,13 +2,17 @@
 //!
 //! | actor | owns | receives | sends |
 //! |---|---|---|---|
-//! | [`Dispatcher`] | the claim loop, the executor pool, the heartbeat | `Wake`, `ExecutorIdle` | `TaskMsg` |
-//! | [`Executor`] ×N | one running attempt | `TaskMsg`, `Abort` | `Record<Completion>`, `AttemptFailed`, `ExecutorIdle` |
+//! | [`Dispatcher`] ×queues | one queue's claim loop and executor pool | `Wake`, `Registered`, `ExecutorIdle` | `TaskMsg` |
+//! | [`Executor`] ×N per queue | one running attempt | `TaskMsg`, `Abort` | `Record<Completion>`, `AttemptFailed`, `ExecutorIdle` |
+//! | [`Heartbeat`] | the worker's row in `workers` | its tick | `Registered` |
 //! | [`Retry`] | the backoff policy | `AttemptFailed` | `Record<Failure>` to its writer |
 //! | [`Completer`] | batched acknowledgements | `Record<Completion>` | one store write per batch |
 //! | [`Rescuer`] | attempts whose worker is gone | its tick | rescue writes |
 //! | [`Pruner`] | retention and counter folding | its tick | prune writes |
 //! | [`StatsBroadcaster`] | live-stream clients (server role) | its tick, `Subscribe` | `Broadcast` |
+//!
+//! One wake-up listener per process (`listener`) routes hints to the Dispatchers of
+//! the queues they name.
 //!
 //! Shutdown is an explicit protocol, [`Worker::shutdown`]: stop claiming; wait for
 //! in-flight attempts up to the grace period; abort the rest and release them to
@@ -17,24 +21,28 @@
 mod broadcaster;
 mod dispatcher;
 mod executor;
+mod heartbeat;
+mod listener;
 mod maintenance;
 pub mod messages;
 mod retry;
 mod writer;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 pub use broadcaster::StatsBroadcaster;
-pub use dispatcher::{Dispatcher, HEARTBEAT_INTERVAL};
+pub use dispatcher::Dispatcher;
 pub use executor::{Executor, handler_runtime};
+pub use heartbeat::{HEARTBEAT_INTERVAL, Heartbeat};
 pub use maintenance::{Pruner, Rescuer};
 pub use retry::Retry;
 pub use writer::{BatchWriter, Completer, Outcome};
 
-use crate::config::WorkerConfig;
+use crate::config::{QueueSpec, WorkerConfig};
 use crate::handlers::Registry;
 pub(crate) use crate::runtime::{io, spawn_io};
 use crate::store::{ReleaseReason, Store};
@@ -44,7 +52,10 @@ use messages::{AbortAll, Flush, Stop, StopClaiming, WhenIdle};
 pub struct Worker {
     store: Arc<dyn Store>,
     config: WorkerConfig,
-    dispatcher: Addr<Dispatcher>,
+    /// One per queue served, in `WORKER_QUEUES` order.
+    dispatchers: Vec<Addr<Dispatcher>>,
+    heartbeat: Addr<Heartbeat>,
+    listener: tokio::task::AbortHandle,
     completer: Addr<Completer>,
     retry: Addr<Retry>,
     rescuer: Addr<Rescuer>,
@@ -58,35 +69,56 @@ impl Worker {
         let completer = Completer::new(Arc::clone(&store), Arc::clone(&worker_id)).start();
         let retry = Retry::new(config.retry, Arc::clone(&store), Arc::clone(&worker_id)).start();
 
-        let dispatcher_store = Arc::clone(&store);
-        let dispatcher_config = config.clone();
-        let (executor_completer, executor_retry) = (completer.clone(), retry.clone());
-        let concurrency = config.concurrency;
-        let dispatcher = Dispatcher::create(move |ctx| {
-            let me = ctx.address();
-            let executors = (0..concurrency)
-                .map(|index| {
-                    Executor::new(
-                        index,
-                        Arc::clone(&worker_id),
-                        Arc::clone(&registry),
-                        me.clone().recipient(),
-                        executor_completer.clone().recipient(),
-                        executor_retry.clone().recipient(),
-                    )
-                    .start()
+        let queues = config.served_queues();
+        let busy: Vec<Arc<AtomicUsize>> = queues.iter().map(|_| Arc::default()).collect();
+        let dispatchers: Vec<Addr<Dispatcher>> = queues
+            .iter()
+            .zip(&busy)
+            .map(|(spec, busy)| {
+                let store = Arc::clone(&store);
+                let (registry, worker_id, config) =
+                    (Arc::clone(&registry), Arc::clone(&worker_id), config.clone());
+                let (completer, retry, busy) = (completer.clone(), retry.clone(), Arc::clone(busy));
+                let QueueSpec { name, concurrency } = spec.clone();
+                Dispatcher::create(move |ctx| {
+                    let me = ctx.address();
+                    let executors = (0..concurrency)
+                        .map(|index| {
+                            Executor::new(
+                                index,
+                                Arc::clone(&worker_id),
+                                Arc::clone(&registry),
+                                me.clone().recipient(),
+                                completer.clone().recipient(),
+                                retry.clone().recipient(),
+                            )
+                            .start()
+                        })
+                        .collect();
+                    let mut dispatcher = Dispatcher::new(store, config, &name, busy);
+                    dispatcher.set_executors(executors);
+                    dispatcher
                 })
-                .collect();
-            let mut dispatcher = Dispatcher::new(dispatcher_store, dispatcher_config);
-            dispatcher.set_executors(executors);
-            dispatcher
-        });
+            })
+            .collect();
+        let heartbeat = Heartbeat::new(
+            Arc::clone(&store),
+            config.worker_id.clone(),
+            config.queues_label(),
+            queues.iter().map(|q| q.concurrency).sum(),
+            busy,
+            dispatchers.iter().map(|d| d.clone().recipient()).collect(),
+        )
+        .start();
+        let routes = queues.iter().zip(&dispatchers).map(|(q, d)| (q.name.clone(), d.clone().recipient()));
+        let listener = listener::listen(Arc::clone(&store), routes.collect());
+
         let rescue_every = (config.lease_grace / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let rescuer = Rescuer::new(Arc::clone(&store), config.retry, rescue_every).start();
         let pruner =
             Pruner::new(Arc::clone(&store), config.retention_succeeded, config.retention_failed).start();
-        tracing::info!(worker_id = %config.worker_id, concurrency, "worker started");
-        Self { store, config, dispatcher, completer, retry, rescuer, pruner }
+        tracing::info!(worker_id = %config.worker_id, queues = %config.queues_label(), "worker started");
+        Self { store, config, dispatchers, heartbeat, listener, completer, retry, rescuer, pruner }
     }
 
     pub fn id(&self) -> &str {
@@ -97,11 +129,13 @@ impl Worker {
     /// are aborted and released without spending a retry. Returns when every outcome
     /// is written (or left to the Rescuer after repeated database errors).
     pub async fn shutdown(self) {
-        let _ = self.dispatcher.send(StopClaiming).await;
+        ask_all(&self.dispatchers, || StopClaiming).await;
         tracing::info!(grace = ?self.config.shutdown_grace, "worker stopping: claiming stopped, finishing in-flight tasks");
-        let finished = tokio::time::timeout(self.config.shutdown_grace, self.dispatcher.send(WhenIdle)).await;
+        let finished =
+            tokio::time::timeout(self.config.shutdown_grace, ask_all(&self.dispatchers, || WhenIdle)).await;
         if finished.is_err() {
-            let unfinished = self.dispatcher.send(AbortAll).await.unwrap_or_default();
+            let aborted = ask_all(&self.dispatchers, || AbortAll).await;
+            let unfinished: Vec<_> = aborted.into_iter().flat_map(Result::unwrap_or_default).collect();
             tracing::warn!(tasks = unfinished.len(), "grace period over: releasing unfinished tasks");
             dispatcher::release_with_retries(
                 &*self.store,
@@ -113,14 +147,29 @@ impl Worker {
         }
         let _ = self.completer.send(Flush).await;
         let _ = self.retry.send(Flush).await;
+        self.listener.abort();
+        let _ = self.heartbeat.send(Stop).await;
         if let Err(error) = self.store.deregister(&self.config.worker_id).await {
             tracing::warn!(error = %error, "could not deregister the worker");
         }
-        let _ = self.dispatcher.send(Stop).await;
+        ask_all(&self.dispatchers, || Stop).await;
         let _ = self.rescuer.send(Stop).await;
         let _ = self.pruner.send(Stop).await;
         tracing::info!(worker_id = %self.config.worker_id, "worker stopped");
     }
+}
+
+/// Sends `message()` to every Dispatcher and waits for all the answers.
+async fn ask_all<M>(
+    dispatchers: &[Addr<Dispatcher>],
+    message: impl Fn() -> M,
+) -> Vec<Result<M::Result, MailboxError>>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+    Dispatcher: Handler<M>,
+{
+    futures_util::future::join_all(dispatchers.iter().map(|dispatcher| dispatcher.send(message()))).await
 }
 
 impl Handler<Stop> for Rescuer {

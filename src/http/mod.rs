@@ -7,6 +7,7 @@ mod dashboard;
 pub mod error;
 mod openapi;
 mod ops;
+mod queues;
 mod stream;
 mod tasks;
 pub mod validate;
@@ -65,7 +66,7 @@ pub fn app(
         cors_origins
             .iter()
             .fold(actix_cors::Cors::default(), |cors, origin| cors.allowed_origin(origin))
-            .allowed_methods(["GET", "POST"])
+            .allowed_methods(["GET", "POST", "PATCH"])
             .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
             .max_age(3600)
     };
@@ -105,7 +106,8 @@ pub fn app(
                                 )
                                 .route(web::post().to(tasks::create_batch)),
                         )
-                        .configure(tasks::routes),
+                        .configure(tasks::routes)
+                        .configure(queues::routes),
                 );
             }
         })

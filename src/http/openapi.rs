@@ -6,7 +6,7 @@ use actix_web::HttpResponse;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{ops, stream, tasks, validate};
+use super::{ops, queues, stream, tasks, validate};
 use crate::store;
 
 #[derive(OpenApi)]
@@ -19,15 +19,18 @@ use crate::store;
     ),
     paths(
         tasks::create, tasks::create_batch, tasks::list, tasks::get, tasks::history,
-        tasks::cancel, tasks::retry, tasks::task_types, ops::stats, stream::stream
+        tasks::cancel, tasks::retry, tasks::task_types, ops::stats, stream::stream,
+        queues::list, queues::get, queues::update, queues::pause, queues::resume
     ),
     components(schemas(
         validate::CreateTask, validate::CreateBatch, tasks::TaskList, tasks::ErrorBody, tasks::TaskTypes,
         store::Task, store::HistoryEvent, store::TaskEvent, store::TaskStatus, store::EventType,
-        store::Stats, store::Throughput, store::MinuteThroughput, store::WorkerInfo
+        store::Stats, store::Throughput, store::MinuteThroughput, store::WorkerInfo,
+        store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue
     )),
     modifiers(&BearerAuth),
     tags((name = "tasks", description = "Create, inspect, cancel and retry tasks"),
+         (name = "queues", description = "Named queues: figures, global limits, pause and resume"),
          (name = "stats", description = "Statistics and the live stream"))
 )]
 pub struct ApiDoc;

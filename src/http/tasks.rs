@@ -129,6 +129,7 @@ pub(super) struct ListQuery {
     status: Option<String>,
     #[serde(rename = "type")]
     task_type: Option<String>,
+    queue: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -137,6 +138,7 @@ pub(super) struct ListQuery {
 #[utoipa::path(get, path = "/api/tasks", tag = "tasks",
     params(("status" = Option<TaskStatus>, Query, description = "Only tasks with this status"),
            ("type" = Option<String>, Query, description = "Only tasks of this type"),
+           ("queue" = Option<String>, Query, description = "Only tasks of this queue"),
            ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
@@ -163,7 +165,15 @@ pub(super) async fn list(
         .task_type
         .filter(|t| !t.is_empty())
         .map(|t| state.registry.get(&t).map_or(t.clone(), |(canonical, _)| canonical.to_owned()));
-    let tasks = state.store.list_tasks(&ListFilter { status, task_type, before, limit }).await?;
+    let queue = match query.queue.filter(|q| !q.is_empty()) {
+        Some(queue) => {
+            crate::store::check_queue_name(&queue)
+                .map_err(|why| ApiError::BadRequest(format!("queue: {why}")))?;
+            Some(queue)
+        }
+        None => None,
+    };
+    let tasks = state.store.list_tasks(&ListFilter { status, task_type, queue, before, limit }).await?;
     let next_cursor = (tasks.len() as u32 == limit).then(|| tasks.last().map(|t| t.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(TaskList { tasks, next_cursor }))
 }

@@ -54,6 +54,9 @@ pub struct CreateTask {
     /// A repeat with the same key returns the existing task (200) instead of creating one.
     #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
+    /// The named queue: 1 to 64 characters of `[a-z0-9_.-]`, default `default`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_.-]{1,64}$", example = "emails")]
+    pub queue: Option<String>,
 }
 
 /// `POST /api/tasks/batch`.
@@ -62,6 +65,15 @@ pub struct CreateTask {
 pub struct CreateBatch {
     /// 1 to 1000 tasks, created in one transaction: all or none.
     pub tasks: Vec<CreateTask>,
+}
+
+/// A task's queue: `default` when absent, else a valid queue name.
+fn queue_name(field: &str, queue: Option<String>) -> Result<String, ApiError> {
+    let Some(queue) = queue else {
+        return Ok(crate::store::DEFAULT_QUEUE.to_owned());
+    };
+    crate::store::check_queue_name(&queue).map_err(|why| ApiError::BadRequest(format!("{field}: {why}")))?;
+    Ok(queue)
 }
 
 /// The documented ranges.
@@ -183,6 +195,7 @@ impl CreateTask {
             )?,
             run_at,
             idempotency_key: text(&format!("{field}idempotency_key"), self.idempotency_key, false)?,
+            queue: queue_name(&format!("{field}queue"), self.queue)?,
         })
     }
 }

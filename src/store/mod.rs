@@ -104,9 +104,9 @@ pub enum Backend {
 /// [`RetryPolicy::decide`](crate::backoff::RetryPolicy::decide)).
 pub type RetryDecision = dyn for<'t> Fn(&'t Task) -> Option<Duration> + Send + Sync;
 
-/// Wake-up hints for Dispatchers: an item means "runnable tasks may have arrived".
-/// Correctness never depends on them (the poll is the fallback).
-pub type Wakeups = BoxStream<'static, Result<()>>;
+/// Wake-up hints for Dispatchers: runnable tasks may have arrived, or a queue's
+/// settings changed. Correctness never depends on them (the poll is the fallback).
+pub type Wakeups = BoxStream<'static, Result<Hint>>;
 
 /// Everything taskq does with its database. Methods taking slices are batched: one
 /// statement (PostgreSQL) or one transaction (SQLite) per call.
@@ -132,9 +132,17 @@ pub trait Store: Send + Sync + 'static {
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>>;
     async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>>;
 
-    /// Claims at most `limit` runnable tasks in claim order (`priority DESC, run_at,
-    /// id`) for `worker_id`, with a lease of `timeout_seconds + lease_grace`.
-    async fn claim(&self, worker_id: &str, limit: u32, lease_grace: Duration) -> Result<Vec<Task>>;
+    /// Claims at most `limit` runnable tasks of `queue` in claim order (`priority DESC,
+    /// run_at, id`) for `worker_id`, with a lease of `timeout_seconds + lease_grace`.
+    /// Claims nothing from a paused queue, and no more than a limited queue's
+    /// `max_running` leaves free across all workers.
+    async fn claim(
+        &self,
+        worker_id: &str,
+        queue: &str,
+        limit: u32,
+        lease_grace: Duration,
+    ) -> Result<Vec<Task>>;
     /// Marks attempts succeeded; returns the ids whose fence held.
     async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>>;
     /// Records failed attempts and the retry decision; returns the ids whose fence held.
@@ -156,11 +164,18 @@ pub trait Store: Send + Sync + 'static {
     /// `failed` or `cancelled` → `queued`, with its retries restored.
     async fn retry(&self, id: Uuid) -> Result<Transition>;
 
-    /// Totals per status from the counter tables.
-    async fn status_counts(&self) -> Result<Vec<(TaskStatus, StatusCount)>>;
-    /// Queued tasks not yet runnable, and the age in seconds of the oldest runnable one.
-    async fn queue_shape(&self) -> Result<(i64, Option<f64>)>;
-    async fn throughput(&self, minutes: u32) -> Result<Vec<MinuteThroughput>>;
+    /// Totals per queue and status from the counter tables.
+    async fn status_counts(&self) -> Result<Vec<(String, TaskStatus, StatusCount)>>;
+    /// Each known queue's shape.
+    async fn queue_shape(&self) -> Result<Vec<(String, QueueShape)>>;
+    /// Terminal counts per queue and minute, over the last `minutes`.
+    async fn throughput(&self, minutes: u32) -> Result<Vec<(String, MinuteThroughput)>>;
+    /// Every known queue's settings, by name.
+    async fn queue_settings(&self) -> Result<Vec<QueueSettings>>;
+    /// Changes a queue's settings, creating the queue if it is unknown, and records
+    /// the change in `queue_history`. Returns once every claim that could have read the
+    /// old settings has committed, and wakes the queue's Dispatchers.
+    async fn change_queue(&self, name: &str, change: QueueChange) -> Result<QueueSettings>;
     async fn live_workers(&self) -> Result<Vec<WorkerInfo>>;
     /// Folds counter deltas and drops throughput older than an hour.
     async fn compact_counters(&self) -> Result<()>;
@@ -208,27 +223,36 @@ pub async fn connect(options: &ConnectOptions) -> Result<Arc<dyn Store>> {
     }
 }
 
-/// The statistics snapshot: counters, queue shape, throughput and live workers.
+/// The statistics snapshot: counters, queue shape, throughput and live workers, in
+/// total and per queue.
 pub async fn stats(store: &dyn Store) -> Result<Stats> {
     let counts = store.status_counts().await?;
-    let (scheduled_tasks, oldest_runnable_age_seconds) = store.queue_shape().await?;
-    let per_minute = store.throughput(THROUGHPUT_WINDOW_MINUTES).await?;
+    let shapes = store.queue_shape().await?;
+    let throughput = store.throughput(THROUGHPUT_WINDOW_MINUTES).await?;
     let workers = store.live_workers().await?;
+    let settings = store.queue_settings().await?;
 
-    let of =
-        |status: TaskStatus| counts.iter().find(|(s, _)| *s == status).map(|(_, c)| *c).unwrap_or_default();
-    let total: StatusCount = counts.iter().fold(StatusCount::default(), |sum, (_, c)| StatusCount {
+    let queues = queue_stats(&settings, &counts, &shapes, &throughput, &workers);
+    let per_minute = sum_minutes(throughput.iter().map(|(_, minute)| minute));
+    let of = |status: TaskStatus| {
+        counts.iter().filter(|(_, s, _)| *s == status).map(|(_, _, c)| c.tasks).sum::<i64>()
+    };
+    let total: StatusCount = counts.iter().fold(StatusCount::default(), |sum, (_, _, c)| StatusCount {
         tasks: sum.tasks + c.tasks,
         retry_sum: sum.retry_sum + c.retry_sum,
         with_retries: sum.with_retries + c.with_retries,
     });
+    let scheduled_tasks = shapes.iter().map(|(_, shape)| shape.scheduled).sum();
+    let oldest_runnable_age_seconds =
+        shapes.iter().filter_map(|(_, shape)| shape.oldest_runnable_age_seconds).reduce(f64::max);
+    let unserved_tasks = queues.iter().filter(|q| q.workers.is_empty()).map(|q| q.queued).sum();
     Ok(Stats {
         total_tasks: total.tasks,
-        queued_tasks: of(TaskStatus::Queued).tasks,
-        running_tasks: of(TaskStatus::Running).tasks,
-        succeeded_tasks: of(TaskStatus::Succeeded).tasks,
-        failed_tasks: of(TaskStatus::Failed).tasks,
-        cancelled_tasks: of(TaskStatus::Cancelled).tasks,
+        queued_tasks: of(TaskStatus::Queued),
+        running_tasks: of(TaskStatus::Running),
+        succeeded_tasks: of(TaskStatus::Succeeded),
+        failed_tasks: of(TaskStatus::Failed),
+        cancelled_tasks: of(TaskStatus::Cancelled),
         avg_retry_count: if total.tasks > 0 { total.retry_sum as f64 / total.tasks as f64 } else { 0.0 },
         tasks_with_retries: total.with_retries,
         scheduled_tasks,
@@ -236,8 +260,65 @@ pub async fn stats(store: &dyn Store) -> Result<Stats> {
         throughput: Throughput { window_minutes: THROUGHPUT_WINDOW_MINUTES, per_minute },
         live_workers: workers.len() as i64,
         workers,
+        queues,
+        unserved_tasks,
         generated_at: chrono::Utc::now(),
     })
+}
+
+/// Each known queue's figures; a queue that has counters but no settings row (none
+/// should) is listed too, without a limit.
+fn queue_stats(
+    settings: &[QueueSettings],
+    counts: &[(String, TaskStatus, StatusCount)],
+    shapes: &[(String, QueueShape)],
+    throughput: &[(String, MinuteThroughput)],
+    workers: &[WorkerInfo],
+) -> Vec<QueueStats> {
+    let mut names: std::collections::BTreeSet<&str> = settings.iter().map(|s| s.name.as_str()).collect();
+    names.extend(counts.iter().map(|(queue, _, _)| queue.as_str()));
+    names
+        .into_iter()
+        .map(|name| {
+            let setting = settings.iter().find(|s| s.name == name);
+            let count = |status: TaskStatus| {
+                counts.iter().filter(|(q, s, _)| q == name && *s == status).map(|(_, _, c)| c.tasks).sum()
+            };
+            let shape = shapes.iter().find(|(q, _)| q == name).map(|(_, s)| s.clone()).unwrap_or_default();
+            QueueStats {
+                name: name.to_owned(),
+                max_running: setting.and_then(|s| s.max_running),
+                paused: setting.is_some_and(|s| s.paused),
+                queued: count(TaskStatus::Queued),
+                running: count(TaskStatus::Running),
+                succeeded: count(TaskStatus::Succeeded),
+                failed: count(TaskStatus::Failed),
+                cancelled: count(TaskStatus::Cancelled),
+                scheduled: shape.scheduled,
+                oldest_runnable_age_seconds: shape.oldest_runnable_age_seconds,
+                throughput: Throughput {
+                    window_minutes: THROUGHPUT_WINDOW_MINUTES,
+                    per_minute: sum_minutes(throughput.iter().filter(|(q, _)| q == name).map(|(_, m)| m)),
+                },
+                workers: workers.iter().filter(|w| w.serves(name)).map(|w| w.worker_id.clone()).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Adds up per-queue minutes into one series, oldest first.
+fn sum_minutes<'a>(minutes: impl Iterator<Item = &'a MinuteThroughput>) -> Vec<MinuteThroughput> {
+    let mut by_minute: std::collections::BTreeMap<chrono::DateTime<chrono::Utc>, (i64, i64)> =
+        Default::default();
+    for m in minutes {
+        let sum = by_minute.entry(m.minute).or_default();
+        sum.0 += m.succeeded;
+        sum.1 += m.failed;
+    }
+    by_minute
+        .into_iter()
+        .map(|(minute, (succeeded, failed))| MinuteThroughput { minute, succeeded, failed })
+        .collect()
 }
 
 /// Pairs each requested task with the stored one: inserted now, or the earlier task
@@ -283,4 +364,20 @@ fn rescue_failures(expired: &[Task], decide: &RetryDecision) -> Vec<Failure> {
             retry_in: decide(task),
         })
         .collect()
+}
+
+/// The `queue_history` events that a settings change from `before` (`None`: a queue
+/// created by the change) to `after` writes: `paused`, `resumed`, and `limit_changed`
+/// with the new limit.
+fn queue_events(before: Option<&QueueSettings>, after: &QueueSettings) -> Vec<(&'static str, Option<i32>)> {
+    let was_paused = before.is_some_and(|b| b.paused);
+    let old_limit = before.and_then(|b| b.max_running);
+    let mut events = Vec::new();
+    if after.paused != was_paused {
+        events.push((if after.paused { "paused" } else { "resumed" }, None));
+    }
+    if after.max_running != old_limit {
+        events.push(("limit_changed", after.max_running));
+    }
+    events
 }

@@ -9,6 +9,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// The queue of tasks created without one, and the one a worker serves without
+/// `WORKER_QUEUES`.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Checks a queue name: 1 to 64 characters of `[a-z0-9_.-]`, as the schema requires.
+pub fn check_queue_name(name: &str) -> Result<(), String> {
+    let valid_chars = name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'));
+    if (1..=64).contains(&name.len()) && valid_chars {
+        Ok(())
+    } else {
+        Err(format!("queue name {name:?} must be 1 to 64 characters of a-z, 0-9, '_', '.' and '-'"))
+    }
+}
+
 /// Where a task is in its life. `queued` includes scheduled tasks and tasks waiting
 /// for a retry: `run_at` says when they become runnable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
@@ -106,6 +120,8 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The named queue the task waits in; workers claim per queue.
+    pub queue: String,
 }
 
 /// One entry of a task's audit trail.
@@ -120,6 +136,8 @@ pub struct HistoryEvent {
     pub error_message: Option<String>,
     pub next_run_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The task's queue (a task never changes queue, so it is read from the task).
+    pub queue: String,
 }
 
 /// A history event with the task's type and name: what the live stream sends.
@@ -149,6 +167,7 @@ pub struct NewTask {
     /// `None` means now (by the database's clock).
     pub run_at: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
+    pub queue: String,
 }
 
 impl NewTask {
@@ -167,6 +186,7 @@ impl NewTask {
             timeout_seconds: 30,
             run_at: None,
             idempotency_key: None,
+            queue: DEFAULT_QUEUE.to_owned(),
         }
     }
 }
@@ -193,6 +213,8 @@ pub enum ReleaseReason {
     Shutdown,
     /// A prefetched task waited in the worker's local queue for half its lease grace.
     NotStarted,
+    /// A prefetched task's queue was paused before it started.
+    Paused,
 }
 
 impl ReleaseReason {
@@ -201,6 +223,7 @@ impl ReleaseReason {
         match self {
             Self::Shutdown => "shutdown",
             Self::NotStarted => "not_started",
+            Self::Paused => "paused",
         }
     }
 
@@ -209,6 +232,7 @@ impl ReleaseReason {
         match self {
             Self::Shutdown => "released by a worker shutting down",
             Self::NotStarted => "released unstarted: it waited too long in a worker's local queue",
+            Self::Paused => "released unstarted: its queue was paused",
         }
     }
 }
@@ -269,6 +293,16 @@ pub struct WorkerInfo {
     pub running: i32,
     pub started_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
+    /// The queues it serves with their executors, as `WORKER_QUEUES` has them:
+    /// `default=5,emails=20`.
+    pub queues: String,
+}
+
+impl WorkerInfo {
+    /// Whether this worker serves `queue`.
+    pub fn serves(&self, queue: &str) -> bool {
+        self.queues.split(',').any(|entry| entry.split('=').next() == Some(queue))
+    }
 }
 
 /// A task that a manual transition (cancel, retry) could not move.
@@ -285,6 +319,7 @@ pub enum Transition {
 pub struct ListFilter {
     pub status: Option<TaskStatus>,
     pub task_type: Option<String>,
+    pub queue: Option<String>,
     /// Only tasks older (smaller UUID v7) than this one.
     pub before: Option<Uuid>,
     pub limit: u32,
@@ -323,7 +358,100 @@ pub struct Stats {
     pub throughput: Throughput,
     pub live_workers: i64,
     pub workers: Vec<WorkerInfo>,
+    /// Every known queue with its own figures, by name.
+    pub queues: Vec<QueueStats>,
+    /// Queued tasks in queues that no live worker serves: they wait until one does.
+    pub unserved_tasks: i64,
     pub generated_at: DateTime<Utc>,
+}
+
+/// A queue's settings, stored in `queues` and changed through `PATCH /api/queues/{name}`,
+/// pause and resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct QueueSettings {
+    pub name: String,
+    /// At most this many of the queue's tasks run at once across all workers (tasks
+    /// claimed into a worker's local queue count as running); `null` for no limit.
+    pub max_running: Option<i32>,
+    /// No task of a paused queue starts; running ones finish.
+    pub paused: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A change to a queue's settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueChange {
+    pub paused: Option<bool>,
+    /// `Some(None)` removes the limit.
+    pub max_running: Option<Option<i32>>,
+}
+
+/// One queue in the statistics snapshot and in `GET /api/queues`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueueStats {
+    pub name: String,
+    pub max_running: Option<i32>,
+    pub paused: bool,
+    pub queued: i64,
+    /// Running now, prefetched tasks included (what `max_running` caps).
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// Queued tasks whose `run_at` is still in the future.
+    pub scheduled: i64,
+    pub oldest_runnable_age_seconds: Option<f64>,
+    pub throughput: Throughput,
+    /// Live workers serving the queue, by id.
+    pub workers: Vec<String>,
+}
+
+/// A queue's shape: how many of its queued tasks wait for their `run_at`, and how long
+/// its oldest runnable task has waited.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueueShape {
+    pub scheduled: i64,
+    pub oldest_runnable_age_seconds: Option<f64>,
+}
+
+/// A wake-up hint for Dispatchers. Correctness never depends on hints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// Tasks may have become runnable in these queues; `None` for any queue.
+    Runnable(Option<Vec<String>>),
+    /// A queue's settings changed (paused, resumed, limit).
+    Settings(String),
+}
+
+impl Hint {
+    /// Whether the Dispatcher of `queue` should look.
+    pub fn concerns(&self, queue: &str) -> bool {
+        match self {
+            Self::Runnable(None) => true,
+            Self::Runnable(Some(queues)) => queues.iter().any(|q| q == queue),
+            Self::Settings(name) => name == queue,
+        }
+    }
+
+    /// The NOTIFY payload: `""` for any queue, `r:a,b` for runnable tasks in `a` and
+    /// `b`, `s:a` for a settings change of `a`.
+    pub fn to_payload(&self) -> String {
+        match self {
+            Self::Runnable(None) => String::new(),
+            Self::Runnable(Some(queues)) => format!("r:{}", queues.join(",")),
+            Self::Settings(name) => format!("s:{name}"),
+        }
+    }
+
+    pub fn from_payload(payload: &str) -> Self {
+        if let Some(name) = payload.strip_prefix("s:") {
+            Self::Settings(name.to_owned())
+        } else if let Some(queues) = payload.strip_prefix("r:") {
+            Self::Runnable(Some(queues.split(',').map(str::to_owned).collect()))
+        } else {
+            Self::Runnable(None)
+        }
+    }
 }
 
 /// Per-status totals, as the counter tables hold them.

@@ -20,6 +20,11 @@ mod batch_sql;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// First key of a queue's advisory lock, `(QUEUE_LOCK_CLASS, hashtext(name))`: the
+/// lock that orders claims against settings changes (see `taskq_claim_gate` in
+/// migrations/postgres).
+const QUEUE_LOCK_CLASS: i32 = 29809;
+
 /// Key of the advisory lock that lets one process at a time prune.
 const PRUNE_LOCK_KEY: i64 = 0x7461_736b_7072_756e; // "taskprun"
 
@@ -38,6 +43,37 @@ const WAKEUP_GAP: Duration = Duration::from_millis(1);
 /// any database error is.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
+/// The longest NOTIFY payload sent (PostgreSQL's limit is 8,000 bytes); a longer list
+/// of queues is sent as "any queue".
+const MAX_PAYLOAD: usize = 4_000;
+
+/// Which queues the wake-ups asked for since the last NOTIFY.
+#[derive(Debug, Default)]
+struct PendingWake {
+    any: bool,
+    queues: std::collections::BTreeSet<String>,
+}
+
+impl PendingWake {
+    fn add<'q>(&mut self, queues: Option<impl IntoIterator<Item = &'q str>>) {
+        match queues {
+            Some(queues) => self.queues.extend(queues.into_iter().map(str::to_owned)),
+            None => self.any = true,
+        }
+    }
+
+    fn into_hint(self) -> Hint {
+        if self.any || self.queues.is_empty() {
+            Hint::Runnable(None)
+        } else {
+            Hint::Runnable(Some(self.queues.into_iter().collect()))
+        }
+    }
+}
+
+/// Wake-up requests that name no queue.
+const ANY_QUEUE: Option<[&str; 0]> = None;
+
 pub struct PgStore {
     pool: PgPool,
     /// When this process last reverted (or re-applied after reverting) the schema.
@@ -48,6 +84,8 @@ pub struct PgStore {
     schema_changed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// Asks the wake-up loop for a NOTIFY (see [`PgStore::wake_workers`]).
     wakeup: tokio::sync::mpsc::Sender<()>,
+    /// The queues the next NOTIFY names: what the requests since the last one asked for.
+    pending: Arc<std::sync::Mutex<PendingWake>>,
     /// A wake-up was asked for: only then does `close` send a last one, so that a
     /// store opened to migrate or check closes without a word to the workers.
     woke: std::sync::atomic::AtomicBool,
@@ -79,8 +117,9 @@ impl PgStore {
             })
             .connect_lazy(&options.url)?;
         let (wakeup, wanted) = tokio::sync::mpsc::channel(1);
-        crate::runtime::spawn_io(Self::wakeup_loop(pool.clone(), wanted));
-        Ok(Self { pool, schema_changed, wakeup, woke: Default::default() })
+        let pending = Arc::new(std::sync::Mutex::new(PendingWake::default()));
+        crate::runtime::spawn_io(Self::wakeup_loop(pool.clone(), wanted, Arc::clone(&pending)));
+        Ok(Self { pool, schema_changed, wakeup, pending, woke: Default::default() })
     }
 
     /// Wakes the Dispatchers after a change that made tasks runnable (an insert, a
@@ -96,16 +135,26 @@ impl PgStore {
     /// notify-only transaction does not wait for a flush: it writes only its commit
     /// record, which goes to disk with the next commit that waits. A wake-up is a
     /// hint: one that fails is logged, and the workers' poll finds the tasks.
-    fn wake_workers(&self) {
+    ///
+    /// `queues` names the queues that have runnable tasks now (`None`: any), so that
+    /// only their Dispatchers claim; folded requests name the union.
+    fn wake_workers<'q>(&self, queues: Option<impl IntoIterator<Item = &'q str>>) {
         self.woke.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).add(queues);
         let _ = self.wakeup.try_send(());
     }
 
     /// Sends one NOTIFY per request; ends when the store is dropped.
-    async fn wakeup_loop(pool: PgPool, mut wanted: tokio::sync::mpsc::Receiver<()>) {
+    async fn wakeup_loop(
+        pool: PgPool,
+        mut wanted: tokio::sync::mpsc::Receiver<()>,
+        pending: Arc<std::sync::Mutex<PendingWake>>,
+    ) {
         while wanted.recv().await.is_some() {
+            let hint = std::mem::take(&mut *pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+                .into_hint();
             // A closed pool's last wake-up was sent by `close`.
-            if let Err(error) = Self::notify(&pool).await
+            if let Err(error) = Self::notify(&pool, &hint).await
                 && !pool.is_closed()
             {
                 tracing::warn!(error = %error, "could not notify workers of new tasks; they will find them at their next poll");
@@ -114,8 +163,12 @@ impl PgStore {
         }
     }
 
-    async fn notify(pool: &PgPool) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, '')").bind(WAKEUP_CHANNEL).execute(pool).await?;
+    async fn notify(pool: &PgPool, hint: &Hint) -> Result<()> {
+        let mut payload = hint.to_payload();
+        if payload.len() > MAX_PAYLOAD {
+            payload = Hint::Runnable(None).to_payload();
+        }
+        sqlx::query("SELECT pg_notify($1, $2)").bind(WAKEUP_CHANNEL).bind(payload).execute(pool).await?;
         Ok(())
     }
 
@@ -190,7 +243,7 @@ impl Store for PgStore {
         // A wake-up may still be on its way in the loop: send one last, so that
         // tasks inserted just before closing do not wait for the workers' poll.
         if self.woke.load(std::sync::atomic::Ordering::Relaxed)
-            && let Err(error) = Self::notify(&self.pool).await
+            && let Err(error) = Self::notify(&self.pool, &Hint::Runnable(None)).await
         {
             tracing::debug!(error = %error, "no last wake-up before closing");
         }
@@ -208,6 +261,7 @@ impl Store for PgStore {
         let timeouts: Vec<i32> = tasks.iter().map(|t| t.timeout_seconds).collect();
         let run_ats: Vec<Option<chrono::DateTime<chrono::Utc>>> = tasks.iter().map(|t| t.run_at).collect();
         let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
+        let queues: Vec<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
 
         // One statement: insert and write the history. The NOTIFY that wakes the
         // Dispatchers follows the commit (`wake_workers`).
@@ -215,14 +269,19 @@ impl Store for PgStore {
             r#"
             WITH input AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[],
-                                     $6::int[], $7::int[], $8::int[], $9::timestamptz[], $10::text[])
+                                     $6::int[], $7::int[], $8::int[], $9::timestamptz[], $10::text[],
+                                     $11::text[])
                     AS i (id, name, type, payload, priority, max_retries, backoff_seconds,
-                          timeout_seconds, run_at, idempotency_key)
+                          timeout_seconds, run_at, idempotency_key, queue)
+            ), known AS (
+                -- An existing queue is found in its index and left alone: no write.
+                INSERT INTO queues (name) SELECT DISTINCT queue FROM input
+                ON CONFLICT (name) DO NOTHING
             ), inserted AS (
                 INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
-                                   timeout_seconds, run_at, idempotency_key)
+                                   timeout_seconds, run_at, idempotency_key, queue)
                 SELECT id, name, type, payload::jsonb, priority, max_retries, backoff_seconds,
-                       timeout_seconds, coalesce(run_at, now()), idempotency_key
+                       timeout_seconds, coalesce(run_at, now()), idempotency_key, queue
                 FROM input
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING *
@@ -243,11 +302,16 @@ impl Store for PgStore {
         .bind(&timeouts)
         .bind(&run_ats)
         .bind(&keys)
+        .bind(&queues)
         .fetch_all(&self.pool)
         .await?;
 
-        if inserted.iter().any(|task| task.run_at <= task.created_at) {
-            self.wake_workers();
+        let runnable = inserted.iter().filter(|task| task.run_at <= task.created_at);
+        let mut woken: Vec<&str> = runnable.map(|task| task.queue.as_str()).collect();
+        if !woken.is_empty() {
+            woken.sort_unstable();
+            woken.dedup();
+            self.wake_workers(Some(woken));
         }
 
         // Tasks not inserted lost an idempotency-key conflict: fetch the winners.
@@ -273,10 +337,13 @@ impl Store for PgStore {
     }
 
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>> {
-        Ok(sqlx::query_as("SELECT * FROM task_history WHERE task_id = $1 ORDER BY id")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT h.*, t.queue FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
+             WHERE h.task_id = $1 ORDER BY h.id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>> {
@@ -286,6 +353,7 @@ impl Store for PgStore {
             WHERE ($1::task_status IS NULL OR status = $1)
               AND ($2::text IS NULL OR type = $2)
               AND ($3::uuid IS NULL OR id < $3)
+              AND ($5::text IS NULL OR queue = $5)
             ORDER BY id DESC
             LIMIT $4
             "#,
@@ -294,15 +362,23 @@ impl Store for PgStore {
         .bind(filter.task_type.as_deref())
         .bind(filter.before)
         .bind(i64::from(filter.limit))
+        .bind(filter.queue.as_deref())
         .fetch_all(&self.pool)
         .await?)
     }
 
-    async fn claim(&self, worker_id: &str, limit: u32, lease_grace: Duration) -> Result<Vec<Task>> {
+    async fn claim(
+        &self,
+        worker_id: &str,
+        queue: &str,
+        limit: u32,
+        lease_grace: Duration,
+    ) -> Result<Vec<Task>> {
         Ok(sqlx::query_as(CLAIM)
             .bind(i64::from(limit))
             .bind(worker_id)
             .bind(lease_grace.as_secs_f64())
+            .bind(queue)
             .fetch_all(&self.pool)
             .await?)
     }
@@ -342,7 +418,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         if !rows.is_empty() {
-            self.wake_workers();
+            self.wake_workers(ANY_QUEUE);
         }
         Ok(rows.iter().map(|row| row.get("id")).collect())
     }
@@ -375,7 +451,7 @@ impl Store for PgStore {
         let rescued = Self::apply_failures(&mut *tx, None, &failures).await?;
         tx.commit().await?;
         if super::requeues_any(&failures, &rescued) {
-            self.wake_workers();
+            self.wake_workers(ANY_QUEUE);
         }
         Ok(rescued)
     }
@@ -418,18 +494,18 @@ impl Store for PgStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        if task.is_some() {
-            self.wake_workers();
+        if let Some(task) = &task {
+            self.wake_workers(Some([task.queue.as_str()]));
         }
         self.transition_outcome(id, task).await
     }
 
-    async fn status_counts(&self) -> Result<Vec<(TaskStatus, StatusCount)>> {
+    async fn status_counts(&self) -> Result<Vec<(String, TaskStatus, StatusCount)>> {
         let rows = sqlx::query(
             r#"
-            SELECT status, sum(tasks)::int8 AS tasks, sum(retry_sum)::int8 AS retry_sum,
+            SELECT queue, status, sum(tasks)::int8 AS tasks, sum(retry_sum)::int8 AS retry_sum,
                    sum(with_retries)::int8 AS with_retries
-            FROM task_counts GROUP BY status
+            FROM task_counts GROUP BY queue, status
             "#,
         )
         .fetch_all(&self.pool)
@@ -442,31 +518,44 @@ impl Store for PgStore {
                     retry_sum: row.get("retry_sum"),
                     with_retries: row.get("with_retries"),
                 };
-                (row.get("status"), count)
+                (row.get("queue"), row.get("status"), count)
             })
             .collect())
     }
 
-    async fn queue_shape(&self) -> Result<(i64, Option<f64>)> {
-        let row = sqlx::query(
-            r#"
-            SELECT (SELECT count(*) FROM tasks WHERE status = 'queued' AND run_at > now()) AS scheduled,
-                   (SELECT extract(epoch FROM now() - min(run_at))::float8
-                    FROM tasks WHERE status = 'queued' AND run_at <= now()) AS oldest
-            "#,
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((row.get("scheduled"), row.get("oldest")))
-    }
-
-    async fn throughput(&self, minutes: u32) -> Result<Vec<MinuteThroughput>> {
+    async fn queue_shape(&self) -> Result<Vec<(String, QueueShape)>> {
+        // Two probes of the (queue, run_at) index per known queue.
         let rows = sqlx::query(
             r#"
-            SELECT minute, sum(succeeded)::int8 AS succeeded, sum(failed)::int8 AS failed
+            SELECT q.name,
+                   (SELECT count(*) FROM tasks
+                    WHERE queue = q.name AND status = 'queued' AND run_at > now()) AS scheduled,
+                   (SELECT extract(epoch FROM now() - min(run_at))::float8 FROM tasks
+                    WHERE queue = q.name AND status = 'queued' AND run_at <= now()) AS oldest
+            FROM queues AS q
+            "#,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let shape = QueueShape {
+                    scheduled: row.get("scheduled"),
+                    oldest_runnable_age_seconds: row.get("oldest"),
+                };
+                (row.get("name"), shape)
+            })
+            .collect())
+    }
+
+    async fn throughput(&self, minutes: u32) -> Result<Vec<(String, MinuteThroughput)>> {
+        let rows = sqlx::query(
+            r#"
+            SELECT queue, minute, sum(succeeded)::int8 AS succeeded, sum(failed)::int8 AS failed
             FROM task_throughput
             WHERE minute > date_trunc('minute', now()) - make_interval(mins => $1)
-            GROUP BY minute ORDER BY minute
+            GROUP BY queue, minute ORDER BY minute
             "#,
         )
         .bind(minutes as i32)
@@ -474,12 +563,67 @@ impl Store for PgStore {
         .await?;
         Ok(rows
             .iter()
-            .map(|row| MinuteThroughput {
-                minute: row.get("minute"),
-                succeeded: row.get("succeeded"),
-                failed: row.get("failed"),
+            .map(|row| {
+                let minute = MinuteThroughput {
+                    minute: row.get("minute"),
+                    succeeded: row.get("succeeded"),
+                    failed: row.get("failed"),
+                };
+                (row.get("queue"), minute)
             })
             .collect())
+    }
+
+    async fn queue_settings(&self) -> Result<Vec<QueueSettings>> {
+        Ok(sqlx::query_as("SELECT name, max_running, paused, updated_at FROM queues ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn change_queue(&self, name: &str, change: QueueChange) -> Result<QueueSettings> {
+        let mut tx = self.pool.begin().await?;
+        // Waits for the claims that read the old settings (see taskq_claim_gate); the
+        // statements after it see them committed, and claims after it see this change.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(QUEUE_LOCK_CLASS)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let before: Option<QueueSettings> = sqlx::query_as(
+            "SELECT name, max_running, paused, updated_at FROM queues WHERE name = $1 FOR UPDATE",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let after: QueueSettings = sqlx::query_as(
+            r#"
+            INSERT INTO queues (name, paused, max_running) VALUES ($1, coalesce($2, false), $4)
+            ON CONFLICT (name) DO UPDATE SET
+                paused = coalesce($2, queues.paused),
+                max_running = CASE WHEN $3 THEN $4 ELSE queues.max_running END,
+                updated_at = now()
+            RETURNING name, max_running, paused, updated_at
+            "#,
+        )
+        .bind(name)
+        .bind(change.paused)
+        .bind(change.max_running.is_some())
+        .bind(change.max_running.flatten())
+        .fetch_one(&mut *tx)
+        .await?;
+        for (event, max_running) in queue_events(before.as_ref(), &after) {
+            sqlx::query("INSERT INTO queue_history (queue, event, max_running) VALUES ($1, $2, $3)")
+                .bind(name)
+                .bind(event)
+                .bind(max_running)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if let Err(error) = Self::notify(&self.pool, &Hint::Settings(name.to_owned())).await {
+            tracing::warn!(error = %error, queue = name, "could not notify workers of a queue change; they will see it at their next poll");
+        }
+        Ok(after)
     }
 
     async fn live_workers(&self) -> Result<Vec<WorkerInfo>> {
@@ -496,8 +640,9 @@ impl Store for PgStore {
         sqlx::query(
             r#"
             WITH gone AS (DELETE FROM task_counts RETURNING *)
-            INSERT INTO task_counts (status, tasks, retry_sum, with_retries)
-            SELECT status, sum(tasks), sum(retry_sum), sum(with_retries) FROM gone GROUP BY status
+            INSERT INTO task_counts (queue, status, tasks, retry_sum, with_retries)
+            SELECT queue, status, sum(tasks), sum(retry_sum), sum(with_retries) FROM gone
+            GROUP BY queue, status
             "#,
         )
         .execute(&mut *tx)
@@ -505,10 +650,10 @@ impl Store for PgStore {
         sqlx::query(
             r#"
             WITH gone AS (DELETE FROM task_throughput RETURNING *)
-            INSERT INTO task_throughput (minute, succeeded, failed)
-            SELECT minute, sum(succeeded), sum(failed) FROM gone
+            INSERT INTO task_throughput (queue, minute, succeeded, failed)
+            SELECT queue, minute, sum(succeeded), sum(failed) FROM gone
             WHERE minute > now() - interval '1 hour'
-            GROUP BY minute
+            GROUP BY queue, minute
             "#,
         )
         .execute(&mut *tx)
@@ -520,17 +665,18 @@ impl Store for PgStore {
     async fn heartbeat(&self, worker: &WorkerInfo) -> Result<()> {
         sqlx::query(
             r#"
-            INSERT INTO workers (worker_id, concurrency, running, started_at, last_seen_at)
-            VALUES ($1, $2, $3, $4, now())
+            INSERT INTO workers (worker_id, concurrency, running, started_at, last_seen_at, queues)
+            VALUES ($1, $2, $3, $4, now(), $5)
             ON CONFLICT (worker_id) DO UPDATE SET
                 concurrency = excluded.concurrency, running = excluded.running,
-                last_seen_at = excluded.last_seen_at
+                last_seen_at = excluded.last_seen_at, queues = excluded.queues
             "#,
         )
         .bind(&worker.worker_id)
         .bind(worker.concurrency)
         .bind(worker.running)
         .bind(worker.started_at)
+        .bind(&worker.queues)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -583,7 +729,7 @@ impl Store for PgStore {
     async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<TaskEvent>> {
         Ok(sqlx::query_as(
             r#"
-            SELECT h.*, t.type, t.name FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id
+            SELECT h.*, t.queue, t.type, t.name FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id
             WHERE h.id > $1 ORDER BY h.id LIMIT $2
             "#,
         )
@@ -604,7 +750,10 @@ impl Store for PgStore {
         listener.listen(WAKEUP_CHANNEL).await?;
         // `recv` reconnects by itself after a lost connection; notifications sent
         // while disconnected are lost, which the poll fallback covers.
-        Ok(listener.into_stream().map(|item| item.map(|_| ()).map_err(StoreError::from)).boxed())
+        Ok(listener
+            .into_stream()
+            .map(|item| item.map(|n| Hint::from_payload(n.payload())).map_err(StoreError::from))
+            .boxed())
     }
 }
 

@@ -28,7 +28,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// In-process wake-ups: on SQLite the API and the worker share one process, so
     /// creating a task wakes the Dispatcher directly instead of through NOTIFY.
-    wake: broadcast::Sender<()>,
+    wake: broadcast::Sender<Hint>,
 }
 
 fn now() -> DateTime<Utc> {
@@ -65,9 +65,25 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    fn wake_workers(&self) {
+    fn wake_workers(&self, hint: Hint) {
         // No receiver (a server-only process) is fine: nobody to wake.
-        let _ = self.wake.send(());
+        let _ = self.wake.send(hint);
+    }
+
+    /// Makes sure `name` is a known queue; inside a write transaction.
+    async fn ensure_queue(
+        tx: &mut Transaction<'static, Sqlite>,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO queues (name, created_at, updated_at) VALUES ($1, $2, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     async fn insert_event(
@@ -218,12 +234,19 @@ impl Store for SqliteStore {
         let at = now();
         let mut inserted = Vec::with_capacity(tasks.len());
         let mut existing = Vec::new();
+        let mut queues: Vec<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        for queue in &queues {
+            Self::ensure_queue(&mut tx, queue, at).await?;
+        }
         for new in tasks {
             let task: Option<Task> = sqlx::query_as(
                 r#"
                 INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
-                                   timeout_seconds, run_at, idempotency_key, created_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+                                   timeout_seconds, run_at, idempotency_key, created_at, updated_at,
+                                   queue)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING *
                 "#,
@@ -239,6 +262,7 @@ impl Store for SqliteStore {
             .bind(new.run_at.unwrap_or(at))
             .bind(new.idempotency_key.as_deref())
             .bind(at)
+            .bind(&new.queue)
             .fetch_optional(&mut *tx)
             .await?;
             match task {
@@ -257,8 +281,12 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await?;
-        if inserted.iter().any(|t| t.run_at <= now()) {
-            self.wake_workers();
+        let runnable = inserted.iter().filter(|t| t.run_at <= now()).map(|t| t.queue.clone());
+        let mut woken: Vec<String> = runnable.collect();
+        if !woken.is_empty() {
+            woken.sort_unstable();
+            woken.dedup();
+            self.wake_workers(Hint::Runnable(Some(woken)));
         }
         Ok(match_created(tasks, inserted, existing))
     }
@@ -268,10 +296,13 @@ impl Store for SqliteStore {
     }
 
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>> {
-        Ok(sqlx::query_as("SELECT * FROM task_history WHERE task_id = $1 ORDER BY id")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT h.*, t.queue FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
+             WHERE h.task_id = $1 ORDER BY h.id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>> {
@@ -279,7 +310,7 @@ impl Store for SqliteStore {
             r#"
             SELECT * FROM tasks
             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR type = $2)
-              AND ($3 IS NULL OR id < $3)
+              AND ($3 IS NULL OR id < $3) AND ($5 IS NULL OR queue = $5)
             ORDER BY id DESC
             LIMIT $4
             "#,
@@ -288,23 +319,49 @@ impl Store for SqliteStore {
         .bind(filter.task_type.as_deref())
         .bind(filter.before)
         .bind(i64::from(filter.limit))
+        .bind(filter.queue.as_deref())
         .fetch_all(&self.pool)
         .await?)
     }
 
-    async fn claim(&self, worker_id: &str, limit: u32, lease_grace: Duration) -> Result<Vec<Task>> {
+    async fn claim(
+        &self,
+        worker_id: &str,
+        queue: &str,
+        limit: u32,
+        lease_grace: Duration,
+    ) -> Result<Vec<Task>> {
         let mut tx = self.write().await?;
         let at = now();
+        // The write lock is held: the settings and the running count are exact.
+        let settings: Option<(bool, Option<i64>)> =
+            sqlx::query_as("SELECT paused, max_running FROM queues WHERE name = $1")
+                .bind(queue)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let allowed = match settings {
+            None | Some((true, _)) => 0,
+            Some((false, None)) => i64::from(limit),
+            Some((false, Some(max_running))) => {
+                let running: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM tasks WHERE queue = $1 AND status = 'running'")
+                        .bind(queue)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                (max_running - running).clamp(0, i64::from(limit))
+            }
+        };
         let picked: Vec<(Uuid, i32)> = sqlx::query_as(
             r#"
             SELECT id, timeout_seconds FROM tasks
-            WHERE status = 'queued' AND run_at <= $1
+            WHERE status = 'queued' AND queue = $3 AND run_at <= $1
             ORDER BY priority DESC, run_at, id
             LIMIT $2
             "#,
         )
         .bind(at)
-        .bind(i64::from(limit))
+        .bind(allowed)
+        .bind(queue)
         .fetch_all(&mut *tx)
         .await?;
         let mut claimed = Vec::with_capacity(picked.len());
@@ -365,7 +422,7 @@ impl Store for SqliteStore {
         let applied = Self::apply_failures(&mut tx, Some(worker_id), failures).await?;
         tx.commit().await?;
         if failures.iter().any(|f| f.retry_in.is_some()) {
-            self.wake_workers();
+            self.wake_workers(Hint::Runnable(None));
         }
         Ok(applied)
     }
@@ -399,7 +456,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await?;
-        self.wake_workers();
+        self.wake_workers(Hint::Runnable(None));
         Ok(applied)
     }
 
@@ -427,7 +484,7 @@ impl Store for SqliteStore {
         let rescued = Self::apply_failures(&mut tx, None, &failures).await?;
         tx.commit().await?;
         if super::requeues_any(&failures, &rescued) {
-            self.wake_workers();
+            self.wake_workers(Hint::Runnable(None));
         }
         Ok(rescued)
     }
@@ -460,12 +517,14 @@ impl Store for SqliteStore {
                 Some("manual retry"),
             )
             .await?;
-        self.wake_workers();
+        if let Transition::Done(task) = &outcome {
+            self.wake_workers(Hint::Runnable(Some(vec![task.queue.clone()])));
+        }
         Ok(outcome)
     }
 
-    async fn status_counts(&self) -> Result<Vec<(TaskStatus, StatusCount)>> {
-        let rows = sqlx::query("SELECT status, tasks, retry_sum, with_retries FROM task_counts")
+    async fn status_counts(&self) -> Result<Vec<(String, TaskStatus, StatusCount)>> {
+        let rows = sqlx::query("SELECT queue, status, tasks, retry_sum, with_retries FROM task_counts")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
@@ -476,43 +535,107 @@ impl Store for SqliteStore {
                     retry_sum: row.get("retry_sum"),
                     with_retries: row.get("with_retries"),
                 };
-                (row.get("status"), count)
+                (row.get("queue"), row.get("status"), count)
             })
             .collect())
     }
 
-    async fn queue_shape(&self) -> Result<(i64, Option<f64>)> {
+    async fn queue_shape(&self) -> Result<Vec<(String, QueueShape)>> {
         let at = now();
-        let row = sqlx::query(
+        let rows = sqlx::query(
             r#"
-            SELECT (SELECT count(*) FROM tasks WHERE status = 'queued' AND run_at > $1) AS scheduled,
-                   (SELECT min(run_at) FROM tasks WHERE status = 'queued' AND run_at <= $1) AS oldest
+            SELECT q.name,
+                   (SELECT count(*) FROM tasks
+                    WHERE queue = q.name AND status = 'queued' AND run_at > $1) AS scheduled,
+                   (SELECT min(run_at) FROM tasks
+                    WHERE queue = q.name AND status = 'queued' AND run_at <= $1) AS oldest
+            FROM queues AS q
             "#,
         )
         .bind(at)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        let oldest: Option<DateTime<Utc>> = row.get("oldest");
-        let age = oldest.map(|t| (at - t).num_milliseconds() as f64 / 1000.0);
-        Ok((row.get("scheduled"), age))
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let oldest: Option<DateTime<Utc>> = row.get("oldest");
+                let shape = QueueShape {
+                    scheduled: row.get("scheduled"),
+                    oldest_runnable_age_seconds: oldest.map(|t| (at - t).num_milliseconds() as f64 / 1000.0),
+                };
+                (row.get("name"), shape)
+            })
+            .collect())
     }
 
-    async fn throughput(&self, minutes: u32) -> Result<Vec<MinuteThroughput>> {
+    async fn throughput(&self, minutes: u32) -> Result<Vec<(String, MinuteThroughput)>> {
         let since = now() - chrono::Duration::minutes(i64::from(minutes));
         let rows = sqlx::query(
-            "SELECT minute, succeeded, failed FROM task_throughput WHERE minute > $1 ORDER BY minute",
+            "SELECT queue, minute, succeeded, failed FROM task_throughput WHERE minute > $1 ORDER BY minute",
         )
         .bind(since.format("%Y-%m-%dT%H:%M:00Z").to_string())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .iter()
-            .map(|row| MinuteThroughput {
-                minute: row.get("minute"),
-                succeeded: row.get("succeeded"),
-                failed: row.get("failed"),
+            .map(|row| {
+                let minute = MinuteThroughput {
+                    minute: row.get("minute"),
+                    succeeded: row.get("succeeded"),
+                    failed: row.get("failed"),
+                };
+                (row.get("queue"), minute)
             })
             .collect())
+    }
+
+    async fn queue_settings(&self) -> Result<Vec<QueueSettings>> {
+        Ok(sqlx::query_as("SELECT name, max_running, paused, updated_at FROM queues ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn change_queue(&self, name: &str, change: QueueChange) -> Result<QueueSettings> {
+        // The write lock orders this change against every claim.
+        let mut tx = self.write().await?;
+        let at = now();
+        let before: Option<QueueSettings> =
+            sqlx::query_as("SELECT name, max_running, paused, updated_at FROM queues WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let after: QueueSettings = sqlx::query_as(
+            r#"
+            INSERT INTO queues (name, paused, max_running, created_at, updated_at)
+            VALUES ($1, coalesce($2, 0), $4, $5, $5)
+            ON CONFLICT (name) DO UPDATE SET
+                paused = coalesce($2, queues.paused),
+                max_running = CASE WHEN $3 THEN $4 ELSE queues.max_running END,
+                updated_at = $5
+            RETURNING name, max_running, paused, updated_at
+            "#,
+        )
+        .bind(name)
+        .bind(change.paused)
+        .bind(change.max_running.is_some())
+        .bind(change.max_running.flatten())
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        for (event, max_running) in queue_events(before.as_ref(), &after) {
+            sqlx::query(
+                "INSERT INTO queue_history (queue, event, max_running, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(name)
+            .bind(event)
+            .bind(max_running)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.wake_workers(Hint::Settings(name.to_owned()));
+        Ok(after)
     }
 
     async fn live_workers(&self) -> Result<Vec<WorkerInfo>> {
@@ -536,11 +659,11 @@ impl Store for SqliteStore {
     async fn heartbeat(&self, worker: &WorkerInfo) -> Result<()> {
         sqlx::query(
             r#"
-            INSERT INTO workers (worker_id, concurrency, running, started_at, last_seen_at)
-            VALUES ($1, $2, $3, $4, $5)
+            INSERT INTO workers (worker_id, concurrency, running, started_at, last_seen_at, queues)
+            VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (worker_id) DO UPDATE SET
                 concurrency = excluded.concurrency, running = excluded.running,
-                last_seen_at = excluded.last_seen_at
+                last_seen_at = excluded.last_seen_at, queues = excluded.queues
             "#,
         )
         .bind(&worker.worker_id)
@@ -548,6 +671,7 @@ impl Store for SqliteStore {
         .bind(worker.running)
         .bind(worker.started_at)
         .bind(now())
+        .bind(&worker.queues)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -588,7 +712,7 @@ impl Store for SqliteStore {
     async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<TaskEvent>> {
         Ok(sqlx::query_as(
             r#"
-            SELECT h.*, t.type, t.name FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id
+            SELECT h.*, t.queue, t.type, t.name FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id
             WHERE h.id > $1 ORDER BY h.id LIMIT $2
             "#,
         )
@@ -606,8 +730,9 @@ impl Store for SqliteStore {
         let receiver = self.wake.subscribe();
         Ok(futures_util::stream::unfold(receiver, |mut receiver| async move {
             match receiver.recv().await {
-                // A lagged receiver missed hints, which is the same as one hint.
-                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some((Ok(()), receiver)),
+                Ok(hint) => Some((Ok(hint), receiver)),
+                // A lagged receiver missed hints: it looks at every queue.
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Ok(Hint::Runnable(None)), receiver)),
                 Err(broadcast::error::RecvError::Closed) => None,
             }
         })

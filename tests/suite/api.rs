@@ -12,7 +12,7 @@ use crate::helpers::*;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
+pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response.text().await.unwrap();
     (status, serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON ({status}): {body}")))

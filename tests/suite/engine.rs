@@ -221,7 +221,7 @@ async fn a_task_whose_worker_died_is_rescued_and_run_again(#[case] backend: Back
     let recorder = Recorder::default();
     let id = store.create_tasks(&[record("orphan", json!({}))]).await.unwrap()[0].task.id;
     // A "worker" that claims and then vanishes: it never heartbeats, never acks.
-    store.claim("crashed-worker", 1, Duration::from_secs(600)).await.unwrap();
+    store.claim("crashed-worker", "default", 1, Duration::from_secs(600)).await.unwrap();
     let worker = start(&store, recorder.registry(), worker_config(2));
 
     let done = wait_for_status(&*store, id, TaskStatus::Succeeded, DEADLINE).await;

@@ -5,6 +5,7 @@ mod api;
 mod engine;
 mod group;
 mod helpers;
+mod queues;
 mod store;
 #[path = "../common/wait.rs"]
 mod wait;

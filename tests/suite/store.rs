@@ -6,8 +6,8 @@ use chrono::Utc;
 use rstest::rstest;
 use serde_json::json;
 use taskq::store::{
-    AttemptRef, Backend, Completion, Failure, FailureKind, ListFilter, NewTask, ReleaseReason, TaskStatus,
-    Transition, WorkerInfo,
+    AttemptRef, Backend, Completion, Failure, FailureKind, ListFilter, NewTask, QueueShape, ReleaseReason,
+    TaskStatus, Transition, WorkerInfo,
 };
 
 use crate::helpers::*;
@@ -21,6 +21,7 @@ fn heartbeat_of(worker: &str) -> WorkerInfo {
         running: 0,
         started_at: Utc::now(),
         last_seen_at: Utc::now(),
+        queues: "default=5".into(),
     }
 }
 
@@ -39,12 +40,12 @@ async fn claim_takes_priority_first_then_fifo_and_never_more_than_asked(#[case] 
         // Distinct run_at even on a coarse clock.
         store.create_tasks(std::slice::from_ref(tasks.last().unwrap())).await.unwrap();
     }
-    let first = store.claim("w", 2, GRACE).await.unwrap();
-    let rest = store.claim("w", 10, GRACE).await.unwrap();
+    let first = store.claim("w", "default", 2, GRACE).await.unwrap();
+    let rest = store.claim("w", "default", 10, GRACE).await.unwrap();
     let names: Vec<_> = first.iter().chain(&rest).map(|t| t.name.as_str()).collect();
     assert_eq!(first.len(), 2);
     assert_eq!(names, ["high-1", "high-2", "mid-1", "low-1", "low-2"]);
-    assert!(store.claim("w", 10, GRACE).await.unwrap().is_empty());
+    assert!(store.claim("w", "default", 10, GRACE).await.unwrap().is_empty());
     for task in first.iter().chain(&rest) {
         assert_eq!(task.status, TaskStatus::Running);
         assert_eq!(task.attempt, 1);
@@ -63,12 +64,13 @@ async fn scheduled_tasks_are_not_claimed_before_run_at(#[case] backend: Backend)
     let mut later = noop("later");
     later.run_at = Some(Utc::now() + chrono::Duration::milliseconds(600));
     store.create_tasks(&[later]).await.unwrap();
-    assert!(store.claim("w", 5, GRACE).await.unwrap().is_empty());
-    let (scheduled, oldest) = store.queue_shape().await.unwrap();
-    assert_eq!((scheduled, oldest), (1, None));
+    assert!(store.claim("w", "default", 5, GRACE).await.unwrap().is_empty());
+    let shapes = store.queue_shape().await.unwrap();
+    let default = shapes.iter().find(|(queue, _)| queue == "default").map(|(_, shape)| shape.clone());
+    assert_eq!(default, Some(QueueShape { scheduled: 1, oldest_runnable_age_seconds: None }));
     let claimed = wait_for("the scheduled task to become claimable", Duration::from_secs(5), || {
         let store = store.clone();
-        async move { Some(store.claim("w", 5, GRACE).await.unwrap()).filter(|c| !c.is_empty()) }
+        async move { Some(store.claim("w", "default", 5, GRACE).await.unwrap()).filter(|c| !c.is_empty()) }
     })
     .await;
     assert_eq!(claimed[0].name, "later");
@@ -84,7 +86,7 @@ async fn every_state_change_writes_its_history_event(#[case] backend: Backend) {
     let store = db.store().await;
     let created = store.create_tasks(&[noop("a"), noop("b"), noop("c")]).await.unwrap();
     let [a, b, c] = [0, 1, 2].map(|i| created[i].task.id);
-    let claimed = store.claim("w", 3, GRACE).await.unwrap();
+    let claimed = store.claim("w", "default", 3, GRACE).await.unwrap();
     let attempt = |id| AttemptRef { task_id: id, attempt: 1 };
     assert_eq!(claimed.len(), 3);
     store.complete("w", &[Completion { attempt: attempt(a), result: Some(json!({"n": 1})) }]).await.unwrap();
@@ -126,7 +128,7 @@ async fn outcome_writes_are_fenced_by_worker_and_attempt(#[case] backend: Backen
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let id = store.create_tasks(&[noop("fenced")]).await.unwrap()[0].task.id;
-    store.claim("w1", 1, GRACE).await.unwrap();
+    store.claim("w1", "default", 1, GRACE).await.unwrap();
     let stale = Completion { attempt: AttemptRef { task_id: id, attempt: 1 }, result: None };
     assert!(store.complete("w2", std::slice::from_ref(&stale)).await.unwrap().is_empty(), "another worker");
     let wrong_attempt = Completion { attempt: AttemptRef { task_id: id, attempt: 2 }, result: None };
@@ -151,7 +153,7 @@ async fn expired_lease_is_rescued_exactly_once_by_concurrent_rescuers(#[case] ba
     task.timeout_seconds = 1;
     let id = store.create_tasks(&[task]).await.unwrap()[0].task.id;
     store.heartbeat(&heartbeat_of("w1")).await.unwrap();
-    store.claim("w1", 1, Duration::ZERO).await.unwrap();
+    store.claim("w1", "default", 1, Duration::ZERO).await.unwrap();
     let retry_soon = |_: &taskq::store::Task| Some(Duration::from_secs(60));
     assert!(store.rescue(10, &retry_soon).await.unwrap().is_empty(), "the lease still holds");
 
@@ -179,7 +181,7 @@ async fn tasks_of_a_worker_that_stopped_heartbeating_are_rescued_before_their_le
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let id = store.create_tasks(&[noop("orphan")]).await.unwrap()[0].task.id;
-    store.claim("never-heartbeat", 1, GRACE).await.unwrap();
+    store.claim("never-heartbeat", "default", 1, GRACE).await.unwrap();
     let rescued = store.rescue(10, &|_| None).await.unwrap();
     assert_eq!(rescued, [id]);
     let task = store.get_task(id).await.unwrap().unwrap();
@@ -194,14 +196,14 @@ async fn release_requeues_without_spending_a_retry(#[case] backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let id = store.create_tasks(&[noop("released")]).await.unwrap()[0].task.id;
-    store.claim("w", 1, GRACE).await.unwrap();
+    store.claim("w", "default", 1, GRACE).await.unwrap();
     assert_eq!(
         store.release("w", &[AttemptRef { task_id: id, attempt: 1 }], ReleaseReason::Shutdown).await.unwrap(),
         [id]
     );
     let task = store.get_task(id).await.unwrap().unwrap();
     assert_eq!((task.status, task.retry_count, task.locked_until), (TaskStatus::Queued, 0, None));
-    let again = store.claim("w2", 1, GRACE).await.unwrap();
+    let again = store.claim("w2", "default", 1, GRACE).await.unwrap();
     assert_eq!((again[0].id, again[0].attempt), (id, 2));
     assert_eq!(
         event_types(&store.history(id).await.unwrap()),
@@ -221,7 +223,7 @@ async fn cancel_and_manual_retry_follow_the_state_machine(#[case] backend: Backe
     assert!(
         matches!(store.cancel(queued).await.unwrap(), Transition::Done(t) if t.status == TaskStatus::Cancelled)
     );
-    store.claim("w", 1, GRACE).await.unwrap();
+    store.claim("w", "default", 1, GRACE).await.unwrap();
     assert_eq!(store.cancel(running).await.unwrap(), Transition::Conflict(TaskStatus::Running));
     assert_eq!(store.cancel(queued).await.unwrap(), Transition::Conflict(TaskStatus::Cancelled));
     assert_eq!(store.retry(running).await.unwrap(), Transition::Conflict(TaskStatus::Running));
@@ -273,7 +275,7 @@ async fn stats_follow_every_transition(#[case] backend: Backend) {
     later.run_at = Some(Utc::now() + chrono::Duration::hours(1));
     let created = store.create_tasks(&[noop("a"), noop("b"), noop("c"), noop("d"), later]).await.unwrap();
     store.cancel(created[3].task.id).await.unwrap();
-    let claimed = store.claim("w", 2, GRACE).await.unwrap();
+    let claimed = store.claim("w", "default", 2, GRACE).await.unwrap();
     let attempt = |i: usize| AttemptRef { task_id: claimed[i].id, attempt: 1 };
     store.complete("w", &[Completion { attempt: attempt(0), result: None }]).await.unwrap();
     let failure =
@@ -299,7 +301,7 @@ async fn stats_follow_every_transition(#[case] backend: Backend) {
     assert_eq!(finished, 2);
 
     // A retry moves counts between statuses and into the retry figures.
-    let c = store.claim("w", 1, GRACE).await.unwrap().remove(0);
+    let c = store.claim("w", "default", 1, GRACE).await.unwrap().remove(0);
     let retry = Failure {
         attempt: AttemptRef { task_id: c.id, attempt: c.attempt },
         kind: FailureKind::Error,
@@ -347,7 +349,7 @@ async fn prune_deletes_old_terminal_tasks_with_their_history(#[case] backend: Ba
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let created = store.create_tasks(&[noop("done"), noop("cancelled"), noop("waiting")]).await.unwrap();
-    let done = store.claim("w", 1, GRACE).await.unwrap().remove(0);
+    let done = store.claim("w", "default", 1, GRACE).await.unwrap().remove(0);
     store
         .complete("w", &[Completion { attempt: AttemptRef { task_id: done.id, attempt: 1 }, result: None }])
         .await
@@ -374,10 +376,10 @@ async fn migrations_revert_and_apply_again(#[case] backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     store.create_tasks(&[noop("before")]).await.unwrap();
-    // Each `migrate down` reverts the newest migration: PostgreSQL has two.
+    // Each `migrate down` reverts the newest migration: PostgreSQL has three, SQLite two.
     let migrations = match backend {
-        Backend::Postgres => 2,
-        Backend::Sqlite => 1,
+        Backend::Postgres => 3,
+        Backend::Sqlite => 2,
     };
     for step in 0..migrations {
         assert!(store.get_task(uuid::Uuid::now_v7()).await.is_ok(), "the tables stand before step {step}");
@@ -415,7 +417,7 @@ async fn a_rescue_wakes_workers_only_if_it_requeued_a_task() {
     let mut rescue = async |decide: &taskq::store::RetryDecision| {
         store.create_tasks(&[noop("orphan")]).await.unwrap();
         assert!(woken(&mut listener).await, "the insert wakes the workers");
-        store.claim("never-heartbeat", 1, GRACE).await.unwrap();
+        store.claim("never-heartbeat", "default", 1, GRACE).await.unwrap();
         assert_eq!(store.rescue(10, decide).await.unwrap().len(), 1);
         woken(&mut listener).await
     };

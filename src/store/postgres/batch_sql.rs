@@ -20,28 +20,33 @@
 //!   the tasks side is as large as the table, so the tasks are reached by primary key
 //!   from the input or hashed.
 
-/// Claims up to `$1` runnable tasks for worker `$2`, leasing each for its timeout plus
-/// `$3` seconds; returns them in claim order.
+/// Claims up to `$1` runnable tasks of queue `$4` for worker `$2`, leasing each for its
+/// timeout plus `$3` seconds; returns them in claim order. The queue's gate
+/// (`taskq_claim_gate`, migrations/postgres) says how many it may take (none while the
+/// queue is paused, no more than its limit leaves free) and when they start; its
+/// `LIMIT` is evaluated before the scan locks any row.
 pub(super) const CLAIM: &str = r#"
-    WITH picked AS MATERIALIZED (
+    WITH gate AS MATERIALIZED (
+        SELECT * FROM taskq_claim_gate($4, $1::int)
+    ), picked AS MATERIALIZED (
         SELECT id FROM tasks
-        WHERE status = 'queued' AND run_at <= now()
+        WHERE status = 'queued' AND queue = $4 AND run_at <= now()
         ORDER BY priority DESC, run_at, id
-        LIMIT $1
+        LIMIT (SELECT allowed FROM gate)
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
         UPDATE tasks AS t SET
             status = 'running',
             worker_id = $2,
             attempt = t.attempt + 1,
-            started_at = now(),
-            updated_at = now(),
-            locked_until = now() + make_interval(secs => t.timeout_seconds + $3)
+            started_at = (SELECT claimed_at FROM gate),
+            updated_at = (SELECT claimed_at FROM gate),
+            locked_until = (SELECT claimed_at FROM gate) + make_interval(secs => t.timeout_seconds + $3)
         WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
         RETURNING t.*
     ), history AS (
-        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id)
-        SELECT id, 'task_started', 'running', retry_count, worker_id FROM claimed
+        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, created_at)
+        SELECT id, 'task_started', 'running', retry_count, worker_id, started_at FROM claimed
     )
     SELECT * FROM claimed ORDER BY priority DESC, run_at, id
 "#;
@@ -227,7 +232,7 @@ mod tests {
             };
             let failure_types = "uuid[], int[], task_event[], text[], float8[], text";
             vec![
-                ("claim", CLAIM, "bigint, text, float8", format!("{n}, 'w2', 10")),
+                ("claim", CLAIM, "bigint, text, float8, text", format!("{n}, 'w2', 10, 'default'")),
                 (
                     "complete",
                     COMPLETE,
