@@ -34,9 +34,12 @@ pub struct UpdateQueue {
     pub max_running: Option<Option<i64>>,
 }
 
-/// Tells a field given as `null` (`Some(None)`) from a field left out (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
+/// Tells `max_running` given as `null` (`Some(None)`) from left out (`None`), and
+/// names the field when its value has the wrong type.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    let value = Option::<i64>::deserialize(d)
+        .map_err(|e| serde::de::Error::custom(format!("max_running must be a whole number or null: {e}")))?;
+    Ok(Some(value))
 }
 
 /// The largest `max_running`, as the schema's CHECK has it.

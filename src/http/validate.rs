@@ -55,6 +55,7 @@ pub struct CreateTask {
     #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
     /// The named queue: 1 to 64 characters of `[a-z0-9_.-]`, default `default`.
+    #[serde(default, deserialize_with = "queue_field")]
     #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_.-]{1,64}$", example = "emails")]
     pub queue: Option<String>,
 }
@@ -65,6 +66,11 @@ pub struct CreateTask {
 pub struct CreateBatch {
     /// 1 to 1000 tasks, created in one transaction: all or none.
     pub tasks: Vec<CreateTask>,
+}
+
+/// Names the field when `queue` is not a string (serde's own message does not).
+fn queue_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d).map_err(|e| serde::de::Error::custom(format!("queue must be a string: {e}")))
 }
 
 /// A task's queue: `default` when absent, else a valid queue name.
