@@ -3,7 +3,7 @@
 -- without the history row. One statement, one commit.
 WITH picked AS MATERIALIZED (
     SELECT id FROM tasks
-    WHERE status = 'queued' AND run_at <= now()
+    WHERE status = 'queued' AND queue = 'default' AND run_at <= now()
     ORDER BY priority DESC, run_at, id
     LIMIT :batch
     FOR UPDATE SKIP LOCKED

@@ -1,7 +1,7 @@
 -- Raw-SQL baseline of a drain: claim.sql then complete.sql, two commits per batch.
 WITH picked AS MATERIALIZED (
     SELECT id FROM tasks
-    WHERE status = 'queued' AND run_at <= now()
+    WHERE status = 'queued' AND queue = 'default' AND run_at <= now()
     ORDER BY priority DESC, run_at, id
     LIMIT :batch
     FOR UPDATE SKIP LOCKED

@@ -520,6 +520,58 @@ mod tests {
         assert_eq!(config.role, Role::Server);
     }
 
+    /// Loads `toml` as taskq.toml with `env` as the environment.
+    fn from_file(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let file = std::env::temp_dir().join(format!("taskq-config-{}.toml", uuid::Uuid::now_v7().simple()));
+        std::fs::write(&file, toml).unwrap();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let loaded = RawSettings::load_from(&file, Some(env));
+        std::fs::remove_file(&file).unwrap();
+        Config::from_raw(loaded?)
+    }
+
+    #[test]
+    fn worker_queues_give_each_queue_its_executors_and_default_serves_default() {
+        let config = from_file("", &[("WORKER_QUEUES", "default=5, emails=20,reports=1")]).unwrap();
+        let served: Vec<(String, usize)> =
+            config.worker.served_queues().into_iter().map(|q| (q.name, q.concurrency)).collect();
+        let expected = [("default", 5), ("emails", 20), ("reports", 1)].map(|(n, c)| (n.to_owned(), c));
+        assert_eq!(served, expected);
+        assert_eq!(config.worker.queues_label(), "default=5,emails=20,reports=1");
+
+        let plain = from_file("", &[("WORKER_CONCURRENCY", "7")]).unwrap();
+        assert_eq!(plain.worker.queues_label(), "default=7");
+    }
+
+    #[test]
+    fn bad_worker_queues_name_the_variable_and_the_problem() {
+        for (value, problem) in [
+            ("emails", "is not name=executors"),
+            ("emails=0", "from 1 to 1000"),
+            ("emails=x", "from 1 to 1000"),
+            ("Emails=2", "queue name"),
+            ("a=1,a=2", "named twice"),
+        ] {
+            let error = from_file("", &[("WORKER_QUEUES", value)]).unwrap_err().to_string();
+            assert!(error.starts_with("WORKER_QUEUES") && error.contains(problem), "{value}: {error}");
+        }
+    }
+
+    #[test]
+    fn queue_limits_come_from_queues_tables_of_the_file() {
+        let config = from_file("[queues.emails]\nmax_running = 10\n\n[queues.reports]\n", &[]).unwrap();
+        assert_eq!(config.queue_limits.get("emails"), Some(&Some(10)));
+        assert_eq!(config.queue_limits.get("reports"), Some(&None), "a table without a limit removes it");
+        for (toml, problem) in [
+            ("[queues.emails]\nmax_running = 0\n", "max_running"),
+            ("[queues.emails]\nmax_runing = 3\n", "max_runing"),
+            ("[queues.\"Bad Name\"]\nmax_running = 3\n", "queue name"),
+        ] {
+            let error = from_file(toml, &[]).unwrap_err().to_string();
+            assert!(error.contains(problem), "{toml}: {error}");
+        }
+    }
+
     #[test]
     fn durations_take_seconds_or_human_units_and_tokens_a_list() {
         let raw = RawSettings {

@@ -191,10 +191,22 @@ pub async fn memory(bench: &mut Bench) -> anyhow::Result<()> {
 
 /// Enqueues `n` no-op tasks through the store, `batch` per call.
 pub async fn enqueue_bulk(store: &dyn Store, n: u32, batch: u32) -> anyhow::Result<()> {
+    enqueue_spread(store, n, batch, &[crate::store::DEFAULT_QUEUE]).await
+}
+
+/// Enqueues `n` no-op tasks through the store, `batch` per call, in `queues` in turn.
+pub async fn enqueue_spread(store: &dyn Store, n: u32, batch: u32, queues: &[&str]) -> anyhow::Result<()> {
+    let mut queue = queues.iter().cycle();
     let mut left = n;
     while left > 0 {
         let size = left.min(batch.max(1));
-        let tasks: Vec<NewTask> = (0..size).map(|_| NewTask::new("noop", serde_json::json!({}))).collect();
+        let tasks: Vec<NewTask> = (0..size)
+            .map(|_| {
+                let mut task = NewTask::new("noop", serde_json::json!({}));
+                task.queue = (*queue.next().expect("a queue")).to_owned();
+                task
+            })
+            .collect();
         store.create_tasks(&tasks).await?;
         left -= size;
     }
@@ -249,7 +261,7 @@ async fn terminal(conn: &mut PgConnection) -> anyhow::Result<i64> {
 }
 
 /// Waits until `n` tasks are terminal.
-async fn wait_terminal(conn: &mut PgConnection, n: i64, patience: Duration) -> anyhow::Result<()> {
+pub(super) async fn wait_terminal(conn: &mut PgConnection, n: i64, patience: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let done = terminal(conn).await?;
@@ -262,7 +274,7 @@ async fn wait_terminal(conn: &mut PgConnection, n: i64, patience: Duration) -> a
 }
 
 /// Generous: a drain slower than 100 tasks/s is a failure, not a figure.
-fn drain_patience(n: u32) -> Duration {
+pub(super) fn drain_patience(n: u32) -> Duration {
     Duration::from_secs(30 + u64::from(n) / 100)
 }
 

@@ -16,6 +16,7 @@
 //! | `http` | `POST /api/tasks` from many keep-alive connections to a server process | [`http`] |
 //! | `stats` | `GET /api/stats` with a million tasks in the table | [`http`] |
 //! | `scale` | drain with 1, 2 and 4 worker processes | [`drain`] |
+//! | `queues` | drain spread over four queues, one under a global limit | [`queues`] |
 //! | `memory` | resident memory of a worker process with 100 idle executors | [`drain`] |
 //!
 //! Each scenario runs `--runs` times (three by default); each figure is reported as
@@ -33,6 +34,7 @@ mod enqueue;
 mod http;
 mod latency;
 mod process;
+mod queues;
 mod report;
 
 pub use process::wait_listening;
@@ -55,7 +57,7 @@ pub use report::{Figure, Report, Unit};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Scenarios to run, in this order: drain, latency, enqueue, http, stats, scale,
-    /// memory (default: all).
+    /// queues, memory (default: all).
     #[arg(value_name = "SCENARIO")]
     pub scenarios: Vec<Scenario>,
     /// A PostgreSQL URL whose role may create databases; the benchmark runs in a
@@ -147,12 +149,21 @@ pub enum Scenario {
     Http,
     Stats,
     Scale,
+    Queues,
     Memory,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] =
-        [Self::Drain, Self::Latency, Self::Enqueue, Self::Http, Self::Stats, Self::Scale, Self::Memory];
+    pub const ALL: [Scenario; 8] = [
+        Self::Drain,
+        Self::Latency,
+        Self::Enqueue,
+        Self::Http,
+        Self::Stats,
+        Self::Scale,
+        Self::Queues,
+        Self::Memory,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -162,6 +173,7 @@ impl Scenario {
             Self::Http => "http",
             Self::Stats => "stats",
             Self::Scale => "scale",
+            Self::Queues => "queues",
             Self::Memory => "memory",
         }
     }
@@ -260,6 +272,7 @@ async fn run_scenarios(bench: &mut Bench, scenarios: &[Scenario]) -> anyhow::Res
             Scenario::Http => http::post_tasks(bench).await,
             Scenario::Stats => http::stats(bench).await,
             Scenario::Scale => drain::scale(bench).await,
+            Scenario::Queues => queues::queues(bench).await,
             Scenario::Memory => drain::memory(bench).await,
         };
         result.with_context(|| format!("scenario {} failed", scenario.name()))?;

@@ -70,7 +70,8 @@ pub struct CreateBatch {
 
 /// Names the field when `queue` is not a string (serde's own message does not).
 fn queue_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Option::<String>::deserialize(d).map_err(|e| serde::de::Error::custom(format!("queue must be a string: {e}")))
+    Option::<String>::deserialize(d)
+        .map_err(|e| serde::de::Error::custom(format!("queue must be a string: {e}")))
 }
 
 /// A task's queue: `default` when absent, else a valid queue name.

@@ -320,8 +320,10 @@ mod tests {
     /// A PostgreSQL 15 backend keeps 16 relation locks of a transaction in its own
     /// fast-path slots; more go to the shared lock table, whose partition locks every
     /// concurrent claim and acknowledgement then contends for (docs/benchmarks.md,
-    /// scale). The batch statements lock 13 relations: an index or table more on their
-    /// path is fine, four more are not.
+    /// scale). The batch statements lock at most 15 relations (a claim: `tasks` and its
+    /// eight indexes, `task_history` and its two, `task_counts`, `queues` and its key;
+    /// an acknowledgement has `task_throughput` and its index instead of `queues`): one
+    /// index or table more on their path is fine, two more are not.
     #[tokio::test]
     async fn batch_statements_take_only_fast_path_relation_locks() {
         let mut scratch = Scratch::new().await;
