@@ -179,3 +179,60 @@ pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     histogram!("taskq_http_request_duration_seconds", "method" => method.to_owned(), "route" => route.to_owned())
         .record(elapsed.as_secs_f64());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{QueueStats, Stats, Throughput};
+
+    fn queue(name: String) -> QueueStats {
+        QueueStats {
+            name,
+            max_running: None,
+            paused: false,
+            queued: 1,
+            running: 0,
+            succeeded: 0,
+            failed: 0,
+            cancelled: 0,
+            scheduled: 0,
+            oldest_runnable_age_seconds: Some(1.0),
+            throughput: Throughput { window_minutes: 15, per_minute: Vec::new() },
+            workers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn queue_gauges_keep_a_bounded_number_of_queue_labels() {
+        let queues: Vec<QueueStats> = (0..150).map(|i| queue(format!("bounded-{i:03}"))).collect();
+        let stats = Stats {
+            total_tasks: 150,
+            queued_tasks: 150,
+            running_tasks: 0,
+            succeeded_tasks: 0,
+            failed_tasks: 0,
+            avg_retry_count: 0.0,
+            tasks_with_retries: 0,
+            cancelled_tasks: 0,
+            scheduled_tasks: 0,
+            oldest_runnable_age_seconds: Some(1.0),
+            throughput: Throughput { window_minutes: 15, per_minute: Vec::new() },
+            live_workers: 0,
+            workers: Vec::new(),
+            queues,
+            unserved_tasks: 150,
+            generated_at: chrono::Utc::now(),
+        };
+        let recorder = handle(); // installed first: a recorder sees only what follows
+        queue_shape(&stats);
+        let rendered = recorder.render();
+        let depth: Vec<&str> = rendered
+            .lines()
+            .filter(|l| l.starts_with("taskq_queue_depth{") && l.contains("status=\"queued\""))
+            .collect();
+        let own = depth.iter().filter(|l| l.contains("queue=\"bounded-")).count();
+        assert_eq!(own, MAX_QUEUE_SERIES, "one series per queue up to the bound");
+        let other = depth.iter().find(|l| l.contains("queue=\"(other)\"")).expect("the rest are summed");
+        assert!(other.ends_with(" 50"), "the 50 queues past the bound hold one task each: {other}");
+    }
+}

@@ -568,6 +568,13 @@ async fn probes_metrics_types_and_the_dashboard_answer(#[case] backend: Backend)
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
+    // The queue's figures carry its name.
+    let series = |name: &str| metrics.lines().filter(|l| l.starts_with(name)).collect::<Vec<_>>().join("\n");
+    for name in
+        ["taskq_queue_depth{", "taskq_oldest_runnable_task_age_seconds{", "taskq_task_attempts_total{"]
+    {
+        assert!(series(name).contains("queue=\"default\""), "{name} has no queue label: {}", series(name));
+    }
     let page = app.get("/").await;
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(page.text().await.unwrap().contains("<html"));
