@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 
 use super::executor::Executor;
 use super::messages::{
-    Abort, AbortAll, ExecutorIdle, Registered, Stop, StopClaiming, TaskMsg, Wake, WhenIdle,
+    Abort, AbortAll, ExecutorIdle, Freed, Registered, Stop, StopClaiming, TaskMsg, Wake, WhenIdle,
 };
 use crate::config::WorkerConfig;
 use crate::metrics;
@@ -109,6 +109,11 @@ pub struct Dispatcher {
     registered: bool,
     /// A look at the queue's settings is in flight.
     checking: bool,
+    /// The queue has a global limit (as last read): a claim that comes back short may
+    /// have met the limit rather than an empty queue, so the Dispatcher claims again
+    /// whenever this worker's finished attempts are written (`Freed`). Slots freed by
+    /// other workers are seen at the next hint or poll.
+    limited: bool,
     /// `WhenIdle` callers.
     idle_waiters: Vec<oneshot::Sender<()>>,
     gauges: metrics::WorkerGauges,
@@ -142,6 +147,7 @@ impl Dispatcher {
             stopping: false,
             registered: false,
             checking: false,
+            limited: false,
             idle_waiters: Vec::new(),
             gauges,
         }
@@ -234,10 +240,11 @@ impl Dispatcher {
         tracing::warn!(error = %error, worker_id = %self.worker_id, queue = %self.queue, "claim failed; retrying at the next poll");
     }
 
-    /// Releases the local queue if the queue was paused. Claims see a pause in the
-    /// database; prefetched tasks were claimed before it and must not start after.
-    fn check_paused(&mut self, ctx: &mut Context<Self>) {
-        if self.ready.is_empty() || self.checking || self.stopping {
+    /// Reads the queue's settings: notes whether it is limited, and releases the local
+    /// queue if it was paused. Claims see a pause in the database; prefetched tasks were
+    /// claimed before it and must not start after.
+    fn read_settings(&mut self, ctx: &mut Context<Self>) {
+        if self.checking || self.stopping {
             return;
         }
         self.checking = true;
@@ -245,16 +252,18 @@ impl Dispatcher {
         let queue = Arc::clone(&self.queue);
         let look = super::io(async move {
             let settings = store.queue_settings().await?;
-            Ok::<_, StoreError>(settings.iter().any(|s| *s.name == *queue && s.paused))
+            Ok::<_, StoreError>(settings.into_iter().find(|s| *s.name == *queue))
         });
-        ctx.spawn(look.into_actor(self).map(|paused, dispatcher, ctx| {
+        ctx.spawn(look.into_actor(self).map(|settings, dispatcher, ctx| {
             dispatcher.checking = false;
-            match paused {
-                Ok(true) => {
-                    tracing::info!(queue = %dispatcher.queue, tasks = dispatcher.ready.len(), "queue paused: releasing prefetched tasks");
-                    dispatcher.release_ready(dispatcher.ready.len(), ReleaseReason::Paused, ctx);
+            match settings {
+                Ok(settings) => {
+                    dispatcher.limited = settings.as_ref().is_some_and(|s| s.max_running.is_some());
+                    if settings.is_some_and(|s| s.paused) && !dispatcher.ready.is_empty() {
+                        tracing::info!(queue = %dispatcher.queue, tasks = dispatcher.ready.len(), "queue paused: releasing prefetched tasks");
+                        dispatcher.release_ready(dispatcher.ready.len(), ReleaseReason::Paused, ctx);
+                    }
                 }
-                Ok(false) => {}
                 Err(error) => tracing::warn!(error = %error, queue = %dispatcher.queue, "could not read the queue's settings; trying at the next poll"),
             }
         }));
@@ -342,7 +351,7 @@ impl Actor for Dispatcher {
         ctx.run_interval(self.config.poll_interval, |dispatcher, ctx| {
             dispatcher.drained = false;
             dispatcher.claim(ctx);
-            dispatcher.check_paused(ctx);
+            dispatcher.read_settings(ctx);
         });
         // Checked four times per allowed wait: no task waits past 5/8 of the grace.
         let expiry_check = (self.config.lease_grace / 8).max(Duration::from_millis(10));
@@ -355,6 +364,17 @@ impl Handler<Registered> for Dispatcher {
 
     fn handle(&mut self, _: Registered, ctx: &mut Self::Context) {
         self.registered = true;
+        self.read_settings(ctx);
+        self.claim(ctx);
+    }
+}
+
+impl Dispatcher {
+    /// Runnable tasks may exist: claim, and claim again after a claim in flight, which
+    /// may have read the queue before they committed.
+    fn hint(&mut self, ctx: &mut Context<Self>) {
+        self.drained = false;
+        self.hinted = self.claiming;
         self.claim(ctx);
     }
 }
@@ -364,11 +384,19 @@ impl Handler<Wake> for Dispatcher {
 
     fn handle(&mut self, wake: Wake, ctx: &mut Self::Context) {
         if wake.settings_changed {
-            self.check_paused(ctx);
+            self.read_settings(ctx);
         }
-        self.drained = false;
-        self.hinted = self.claiming;
-        self.claim(ctx);
+        self.hint(ctx);
+    }
+}
+
+impl Handler<Freed> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _: Freed, ctx: &mut Self::Context) {
+        if self.limited {
+            self.hint(ctx);
+        }
     }
 }
 

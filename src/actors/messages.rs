@@ -32,6 +32,18 @@ pub struct Wake {
     pub settings_changed: bool,
 }
 
+/// Completer / Retry's writer → Dispatchers: finished attempts were written, so slots
+/// of limited queues may be free. Only a Dispatcher of a limited queue claims on it:
+/// its last claim may have come back short because of the limit, not an empty queue.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Freed;
+
+/// Worker → Completer, Retry: whom to tell `Freed` after each write.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchWrites(pub Vec<Recipient<Freed>>);
+
 /// Heartbeat → Dispatcher: the worker's first heartbeat is written; claiming may
 /// begin (the Rescuer takes the tasks of unregistered workers for orphans).
 #[derive(Message)]

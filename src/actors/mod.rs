@@ -46,7 +46,7 @@ use crate::config::{QueueSpec, WorkerConfig};
 use crate::handlers::Registry;
 pub(crate) use crate::runtime::{io, spawn_io};
 use crate::store::{ReleaseReason, Store};
-use messages::{AbortAll, Flush, Stop, StopClaiming, WhenIdle};
+use messages::{AbortAll, Flush, Stop, StopClaiming, WatchWrites, WhenIdle};
 
 /// A running worker: its actors, and the handle to stop them.
 pub struct Worker {
@@ -110,6 +110,9 @@ impl Worker {
             dispatchers.iter().map(|d| d.clone().recipient()).collect(),
         )
         .start();
+        let watchers = || WatchWrites(dispatchers.iter().map(|d| d.clone().recipient()).collect());
+        completer.do_send(watchers());
+        retry.do_send(watchers());
         let routes = queues.iter().zip(&dispatchers).map(|(q, d)| (q.name.clone(), d.clone().recipient()));
         let listener = listener::listen(Arc::clone(&store), routes.collect());
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::messages::{AttemptFailed, Flush, Record};
+use super::messages::{AttemptFailed, Flush, Record, WatchWrites};
 use super::writer::BatchWriter;
 use crate::backoff::RetryPolicy;
 use crate::metrics;
@@ -52,6 +52,14 @@ impl Handler<AttemptFailed> for Retry {
             error: failed.error,
             retry_in,
         }));
+    }
+}
+
+impl Handler<WatchWrites> for Retry {
+    type Result = ();
+
+    fn handle(&mut self, watch: WatchWrites, _: &mut Self::Context) {
+        self.writer.do_send(watch);
     }
 }
 

@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::messages::{Flush, Record};
+use super::messages::{Flush, Freed, Record, WatchWrites};
 use crate::store::{self, Completion, Failure, Store};
 
 /// The most outcomes in one write.
@@ -83,6 +83,8 @@ pub struct BatchWriter<T: Outcome> {
     failures: u32,
     /// `Flush` callers waiting for `pending` to empty.
     waiters: Vec<oneshot::Sender<()>>,
+    /// Told after every write that finished attempts (`WatchWrites`).
+    watchers: Vec<Recipient<Freed>>,
 }
 
 /// The Completer: batches of successful attempts.
@@ -90,7 +92,15 @@ pub type Completer = BatchWriter<Completion>;
 
 impl<T: Outcome> BatchWriter<T> {
     pub fn new(store: Arc<dyn Store>, worker_id: Arc<str>) -> Self {
-        Self { store, worker_id, pending: Vec::new(), writing: false, failures: 0, waiters: Vec::new() }
+        Self {
+            store,
+            worker_id,
+            pending: Vec::new(),
+            writing: false,
+            failures: 0,
+            waiters: Vec::new(),
+            watchers: Vec::new(),
+        }
     }
 
     fn write_next(&mut self, ctx: &mut Context<Self>) {
@@ -113,6 +123,9 @@ impl<T: Outcome> BatchWriter<T> {
             match written {
                 Ok(applied) => {
                     writer.failures = 0;
+                    if !applied.is_empty() {
+                        writer.watchers.iter().for_each(|watcher| watcher.do_send(Freed));
+                    }
                     if applied.len() < batch.len() {
                         for outcome in batch.iter().filter(|o| !applied.contains(&o.task_id())) {
                             tracing::warn!(
@@ -165,6 +178,14 @@ impl<T: Outcome> Handler<Record<T>> for BatchWriter<T> {
     fn handle(&mut self, Record(outcome): Record<T>, ctx: &mut Self::Context) {
         self.pending.push(outcome);
         self.write_next(ctx);
+    }
+}
+
+impl<T: Outcome> Handler<WatchWrites> for BatchWriter<T> {
+    type Result = ();
+
+    fn handle(&mut self, WatchWrites(watchers): WatchWrites, _: &mut Self::Context) {
+        self.watchers = watchers;
     }
 }
 

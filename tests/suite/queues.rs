@@ -431,3 +431,36 @@ async fn limits_in_the_configuration_file_are_applied_at_start() {
     assert_eq!(partner["max_running"], 7);
     app.stop().await;
 }
+
+/// The poll is ten minutes away, so only the worker's own finished attempts can make it
+/// claim again once the limit held its claims short.
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_limited_queue_claims_again_as_its_own_tasks_finish_without_waiting_for_the_poll(
+    #[case] backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let recorder = Recorder::default();
+    let tasks: Vec<NewTask> = (0..40)
+        .map(|i| {
+            let mut task = record(&format!("p{i}"), json!({"ms": 5}));
+            task.queue = "partner".into();
+            task
+        })
+        .collect();
+    let ids: Vec<_> = store.create_tasks(&tasks).await.unwrap().into_iter().map(|c| c.task.id).collect();
+    store.change_queue("partner", limit(2)).await.unwrap();
+    let mut config = test_config("unused").worker;
+    config.poll_interval = Duration::from_secs(600);
+    config.queues = vec![QueueSpec { name: "partner".into(), concurrency: 4 }];
+    let worker = Worker::start(store.clone(), Arc::new(recorder.registry()), config);
+    for id in ids {
+        wait_for_status(&*store, id, TaskStatus::Succeeded, DEADLINE).await;
+    }
+    let peak = recorder.max_running.lock().unwrap().values().copied().max().unwrap_or_default();
+    assert!(peak <= 2, "{peak} ran at once in a queue limited to 2");
+    worker.shutdown().await;
+}
