@@ -582,6 +582,7 @@
     mergeThroughput(s, prev);
     renderCounters(s);
     renderWorkers(s);
+    renderQueueChoices(s);
 
     const now = new Date();
     const updated = $('#updated-at');
@@ -695,8 +696,37 @@
         h('div', { class: 'loadbar', 'aria-hidden': 'true' }, h('span', { style: `width:${load}%` })),
         h('p', { class: 'muted small' },
           startedMs == null ? 'up —' : `up ${fmtDuration((Date.now() - startedMs) / 1000)}`,
-          ' · seen ', timeEl(w.last_seen_at)));
+          ' · seen ', timeEl(w.last_seen_at)),
+        w.queues ? h('p', { class: 'muted small worker-queues' }, 'serves ', workerQueues(w.queues)) : null);
     }));
+  }
+
+  /** "default=5,emails=20" as "default ×5, emails ×20". */
+  function workerQueues(spec) {
+    const parts = String(spec).split(',').filter(Boolean).map((entry) => {
+      const [name, count] = entry.split('=');
+      return [h('span', { class: 'mono' }, name), count ? ` ×${count}` : ''];
+    });
+    return parts.flatMap((part, i) => (i ? [', ', ...part] : part));
+  }
+
+  // ------------------------------------------------------------------ queues
+
+  /** Every queue name the stats have listed, for the task filter and the form. */
+  let queueNames = [];
+
+  /** Keep the task list's queue filter and the form's suggestions in step with the stats. */
+  function renderQueueChoices(s) {
+    if (!Array.isArray(s.queues)) return;
+    const names = s.queues.map((q) => q && q.name).filter((n) => typeof n === 'string').sort();
+    if (names.join('\n') === queueNames.join('\n')) return;
+    queueNames = names;
+    const select = $('#filter-queue');
+    const selected = select.value;
+    const options = names.includes(selected) || !selected ? names : [...names, selected].sort();
+    select.replaceChildren(h('option', { value: '' }, 'All queues'), ...options.map((n) => h('option', { value: n }, n)));
+    select.value = selected;
+    $('#cf-queue-list').replaceChildren(...names.map((n) => h('option', { value: n })));
   }
 
   // ------------------------------------------------------------------ charts
@@ -917,11 +947,17 @@
     patches: 0,            // live events applied so far; tells a list response it may be stale
   };
 
-  const filters = () => ({ status: $('#filter-status').value, type: $('#filter-type').value });
+  const filters = () => ({
+    status: $('#filter-status').value,
+    type: $('#filter-type').value,
+    queue: $('#filter-queue').value,
+  });
 
   function matchesFilters(task) {
     const f = filters();
-    return (!f.status || task.status === f.status) && (!f.type || task.type === f.type);
+    return (!f.status || task.status === f.status) && (!f.type || task.type === f.type)
+      // A task from an older server has no queue: only the default queue can hold it.
+      && (!f.queue || (task.queue ?? 'default') === f.queue);
   }
 
   /**
@@ -933,6 +969,7 @@
     const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (f.status) params.set('status', f.status);
     if (f.type) params.set('type', f.type);
+    if (f.queue) params.set('queue', f.queue);
     if (mode === 'append' && tasks.next) params.set('cursor', tasks.next);
 
     const seq = ++tasks.seq; // a newer request wins, so quick filter changes cannot interleave
@@ -1005,6 +1042,7 @@
     const cells = {
       name: h('td', { class: 'c-name' }),
       type: h('td'),
+      queue: h('td', { class: 'c-queue' }),
       status: h('td'),
       priority: h('td', { class: 'num' }),
       retries: h('td', { class: 'num' }),
@@ -1023,7 +1061,7 @@
 
   function fillRow(row, task) {
     // Skip rows whose visible fields did not change: no needless DOM work or flashing.
-    const key = [task.name, task.type, task.status, task.priority, task.retry_count, task.max_retries,
+    const key = [task.name, task.type, task.queue, task.status, task.priority, task.retry_count, task.max_retries,
       task.worker_id, task.created_at, task.updated_at].join('\u0001');
     if (row.key === key) return false;
     const statusChanged = row.tr.dataset.status !== task.status;
@@ -1033,6 +1071,9 @@
     row.open.setAttribute('aria-label', `${task.name || 'Unnamed task'}, ${task.status}: show details`);
     row.cells.name.querySelector('.id').textContent = shortId(task.id);
     row.cells.type.replaceChildren(h('code', {}, task.type));
+    row.tr.dataset.queue = task.queue ?? 'default';
+    row.cells.queue.replaceChildren(h('span', { class: 'mono' }, task.queue ?? 'default'));
+    row.cells.queue.title = task.queue ?? 'default';
     row.cells.status.replaceChildren(statusBadge(task.status));
     row.cells.priority.textContent = fmtInt(task.priority);
     row.cells.retries.textContent = `${fmtInt(task.retry_count)} / ${fmtInt(task.max_retries)}`;
@@ -1072,7 +1113,7 @@
     const f = filters();
     const empty = tasks.list.length === 0;
     $('#tasks-empty').hidden = !empty;
-    $('#tasks-empty').textContent = f.status || f.type ? 'No tasks match these filters.' : 'No tasks yet. Create one with “New task”.';
+    $('#tasks-empty').textContent = f.status || f.type || f.queue ? 'No tasks match these filters.' : 'No tasks yet. Create one with “New task”.';
     $('#tasks-more').hidden = !tasks.next;
     $('#tasks-summary').textContent = empty ? '' : `Showing ${fmtInt(tasks.list.length)} ${tasks.list.length === 1 ? 'task' : 'tasks'}, newest first.`;
   }
@@ -1119,7 +1160,7 @@
       if (matchesFilters(patched)) tasks.list[i] = patched;
       else tasks.list.splice(i, 1); // it left the filtered set (a failed task retried, say)
       renderTasks();
-    } else if (matchesFilters({ status: ev.status, type: ev.type })) {
+    } else if (matchesFilters({ status: ev.status, type: ev.type, queue: ev.queue })) {
       refreshTasks();
     }
     if (detail.id === ev.task_id) refreshDetailSoon();
@@ -1196,6 +1237,7 @@
     const completed = parseTs(task.completed_at);
     const field = (label, value) => [h('dt', {}, label), h('dd', {}, value)];
     $('#detail-fields').replaceChildren(
+      ...field('Queue', h('span', { class: 'mono' }, task.queue ?? 'default')),
       ...field('Priority', fmtInt(task.priority)),
       ...field('Retries', `${fmtInt(task.retry_count)} of ${fmtInt(task.max_retries)}`),
       ...field('Backoff', fmtDuration(task.backoff_seconds)),
@@ -1336,11 +1378,13 @@
     const maxRetries = intField('#cf-max-retries');
     const timeout = intField('#cf-timeout');
     const idempotency = $('#cf-idempotency').value.trim();
+    const queue = $('#cf-queue').value.trim();
     if (priority !== undefined) body.priority = priority;
     if (delay) body.delay_seconds = delay;
     if (maxRetries !== undefined) body.max_retries = maxRetries;
     if (timeout !== undefined) body.timeout_seconds = timeout;
     if (idempotency) body.idempotency_key = idempotency;
+    if (queue) body.queue = queue;
 
     const submit = $('#create-submit');
     submit.disabled = true;
@@ -1361,9 +1405,12 @@
 
   function resetCreateForm() {
     const type = $('#cf-type').value;
+    const queue = $('#cf-queue').value;
     $('#create-form').reset();
     $('#cf-payload').value = '{}';
-    $('#cf-type').value = type; // keep the last type: people tend to create several alike
+    // Keep the last type and queue: people tend to create several alike.
+    $('#cf-type').value = type;
+    $('#cf-queue').value = queue;
   }
 
   // ----------------------------------------------------------------- startup
@@ -1389,6 +1436,7 @@
 
     $('#filter-status').addEventListener('change', () => loadTasks('replace'));
     $('#filter-type').addEventListener('change', () => loadTasks('replace'));
+    $('#filter-queue').addEventListener('change', () => loadTasks('replace'));
     $('#filters').addEventListener('submit', (event) => event.preventDefault());
     $('#tasks-refresh').addEventListener('click', () => loadTasks('replace'));
     $('#tasks-more').addEventListener('click', () => loadTasks('append'));
