@@ -2,14 +2,18 @@
  *
  * A plain script with no build step: the server embeds this file as it is. It lives
  * in one IIFE so nothing leaks into the page's global scope; the only global it
- * reads is `uPlot` (static/vendor/uPlot.iife.min.js).
+ * reads is `uPlot` (static/vendor/uPlot.iife.min.js). The queues view lives in its own
+ * module, static/queues.js, which gets the helpers it shares with this file (api()
+ * with its token handling, the element builder, the formatters) as arguments.
  *
  * Data flow:
  *   GET /api/tasks/stream (SSE, read with fetch)
  *      ├─ event: stats ─▶ counters, success rate, workers, ring buffer ─▶ charts
+ *      │                  └─▶ queues view (static/queues.js, an ES module imported below)
  *      └─ event: task  ─▶ table row patched in place, or a throttled first-page refresh
  *   GET /api/tasks, /api/tasks/{id}, /api/tasks/{id}/history ◀─ filters, detail drawer
  *   POST /api/tasks, /api/tasks/{id}/cancel, /api/tasks/{id}/retry ◀─ form and buttons
+ *   POST /api/queues/{name}/pause|resume, PATCH /api/queues/{name} ◀─ queues view
  *
  * Auth: when the server has API_TOKEN set, a 401 opens a small dialog; the token is
  * kept in sessionStorage and sent as `Authorization: Bearer …` on every request,
@@ -583,6 +587,14 @@
     renderCounters(s);
     renderWorkers(s);
     renderQueueChoices(s);
+    if (queuesView) {
+      // A fault in the queues view must not cut the live stream this runs inside.
+      try {
+        queuesView.update(s);
+      } catch (error) {
+        reportError(error);
+      }
+    }
 
     const now = new Date();
     const updated = $('#updated-at');
@@ -712,6 +724,8 @@
 
   // ------------------------------------------------------------------ queues
 
+  /** The queues view (static/queues.js), once its module has loaded. */
+  let queuesView = null;
   /** Every queue name the stats have listed, for the task filter and the form. */
   let queueNames = [];
 
@@ -727,6 +741,31 @@
     select.replaceChildren(h('option', { value: '' }, 'All queues'), ...options.map((n) => h('option', { value: n }, n)));
     select.value = selected;
     $('#cf-queue-list').replaceChildren(...names.map((n) => h('option', { value: n })));
+  }
+
+  /** Filter the task list by one queue and bring it into view (from the queues view). */
+  function showTasksOfQueue(name) {
+    const select = $('#filter-queue');
+    if (![...select.options].some((o) => o.value === name)) select.append(h('option', { value: name }, name));
+    select.value = name;
+    loadTasks('replace');
+    $('.tasks-card').scrollIntoView({ behavior: 'smooth', block: 'start' });
+    select.focus({ preventScroll: true });
+  }
+
+  async function loadQueuesView() {
+    try {
+      const { createQueuesView } = await import('/static/queues.js');
+      queuesView = createQueuesView({
+        api, h, fmtInt, fmtDuration, flash, toast, parseTs,
+        onShowTasks: showTasksOfQueue,
+      });
+      if (lastStats) queuesView.update(lastStats);
+    } catch (error) {
+      console.error('taskq: the queues view could not be loaded:', error);
+      $('#queues-empty').hidden = true;
+      showAlert($('#queues-error'), new Error('The queues view could not be loaded. Reload the page to try again.'));
+    }
   }
 
   // ------------------------------------------------------------------ charts
@@ -1477,6 +1516,7 @@
     wireUi();
     buildCharts();
     watchChartSize();
+    loadQueuesView();
     loadAll();
     streamLoop();
   }
