@@ -164,6 +164,10 @@ export function createQueuesView(deps) {
       row.dirty = true;
       setLimitError(row, null);
     });
+    // A limit changed elsewhere while the field had focus shows once it loses it.
+    row.limitInput.addEventListener('blur', () => {
+      if (!row.dirty) row.limitInput.value = row.settings.max_running ?? '';
+    });
     row.limitInput.addEventListener('keydown', (event) => {
       // Escape gives up the edit and shows the stored limit again.
       if (event.key === 'Escape' && row.dirty) {
