@@ -2,14 +2,18 @@
  *
  * A plain script with no build step: the server embeds this file as it is. It lives
  * in one IIFE so nothing leaks into the page's global scope; the only global it
- * reads is `uPlot` (static/vendor/uPlot.iife.min.js).
+ * reads is `uPlot` (static/vendor/uPlot.iife.min.js). The queues view lives in its own
+ * module, static/queues.js, which gets the helpers it shares with this file (api()
+ * with its token handling, the element builder, the formatters) as arguments.
  *
  * Data flow:
  *   GET /api/tasks/stream (SSE, read with fetch)
  *      ├─ event: stats ─▶ counters, success rate, workers, ring buffer ─▶ charts
+ *      │                  └─▶ queues view (static/queues.js, an ES module imported below)
  *      └─ event: task  ─▶ table row patched in place, or a throttled first-page refresh
  *   GET /api/tasks, /api/tasks/{id}, /api/tasks/{id}/history ◀─ filters, detail drawer
  *   POST /api/tasks, /api/tasks/{id}/cancel, /api/tasks/{id}/retry ◀─ form and buttons
+ *   POST /api/queues/{name}/pause|resume, PATCH /api/queues/{name} ◀─ queues view
  *
  * Auth: when the server has API_TOKEN set, a 401 opens a small dialog; the token is
  * kept in sessionStorage and sent as `Authorization: Bearer …` on every request,
@@ -582,6 +586,15 @@
     mergeThroughput(s, prev);
     renderCounters(s);
     renderWorkers(s);
+    renderQueueChoices(s);
+    if (queuesView) {
+      // A fault in the queues view must not cut the live stream this runs inside.
+      try {
+        queuesView.update(s);
+      } catch (error) {
+        reportError(error);
+      }
+    }
 
     const now = new Date();
     const updated = $('#updated-at');
@@ -695,8 +708,64 @@
         h('div', { class: 'loadbar', 'aria-hidden': 'true' }, h('span', { style: `width:${load}%` })),
         h('p', { class: 'muted small' },
           startedMs == null ? 'up —' : `up ${fmtDuration((Date.now() - startedMs) / 1000)}`,
-          ' · seen ', timeEl(w.last_seen_at)));
+          ' · seen ', timeEl(w.last_seen_at)),
+        w.queues ? h('p', { class: 'muted small worker-queues' }, 'serves ', workerQueues(w.queues)) : null);
     }));
+  }
+
+  /** "default=5,emails=20" as "default ×5, emails ×20". */
+  function workerQueues(spec) {
+    const parts = String(spec).split(',').filter(Boolean).map((entry) => {
+      const [name, count] = entry.split('=');
+      return [h('span', { class: 'mono' }, name), count ? ` ×${count}` : ''];
+    });
+    return parts.flatMap((part, i) => (i ? [', ', ...part] : part));
+  }
+
+  // ------------------------------------------------------------------ queues
+
+  /** The queues view (static/queues.js), once its module has loaded. */
+  let queuesView = null;
+  /** Every queue name the stats have listed, for the task filter and the form. */
+  let queueNames = [];
+
+  /** Keep the task list's queue filter and the form's suggestions in step with the stats. */
+  function renderQueueChoices(s) {
+    if (!Array.isArray(s.queues)) return;
+    const names = s.queues.map((q) => q && q.name).filter((n) => typeof n === 'string').sort();
+    if (names.join('\n') === queueNames.join('\n')) return;
+    queueNames = names;
+    const select = $('#filter-queue');
+    const selected = select.value;
+    const options = names.includes(selected) || !selected ? names : [...names, selected].sort();
+    select.replaceChildren(h('option', { value: '' }, 'All queues'), ...options.map((n) => h('option', { value: n }, n)));
+    select.value = selected;
+    $('#cf-queue-list').replaceChildren(...names.map((n) => h('option', { value: n })));
+  }
+
+  /** Filter the task list by one queue and bring it into view (from the queues view). */
+  function showTasksOfQueue(name) {
+    const select = $('#filter-queue');
+    if (![...select.options].some((o) => o.value === name)) select.append(h('option', { value: name }, name));
+    select.value = name;
+    loadTasks('replace');
+    $('.tasks-card').scrollIntoView({ behavior: 'smooth', block: 'start' });
+    select.focus({ preventScroll: true });
+  }
+
+  async function loadQueuesView() {
+    try {
+      const { createQueuesView } = await import('/static/queues.js');
+      queuesView = createQueuesView({
+        api, h, fmtInt, fmtDuration, flash, toast, parseTs,
+        onShowTasks: showTasksOfQueue,
+      });
+      if (lastStats) queuesView.update(lastStats);
+    } catch (error) {
+      console.error('taskq: the queues view could not be loaded:', error);
+      $('#queues-empty').hidden = true;
+      showAlert($('#queues-error'), new Error('The queues view could not be loaded. Reload the page to try again.'));
+    }
   }
 
   // ------------------------------------------------------------------ charts
@@ -917,11 +986,17 @@
     patches: 0,            // live events applied so far; tells a list response it may be stale
   };
 
-  const filters = () => ({ status: $('#filter-status').value, type: $('#filter-type').value });
+  const filters = () => ({
+    status: $('#filter-status').value,
+    type: $('#filter-type').value,
+    queue: $('#filter-queue').value,
+  });
 
   function matchesFilters(task) {
     const f = filters();
-    return (!f.status || task.status === f.status) && (!f.type || task.type === f.type);
+    return (!f.status || task.status === f.status) && (!f.type || task.type === f.type)
+      // A task from an older server has no queue: only the default queue can hold it.
+      && (!f.queue || (task.queue ?? 'default') === f.queue);
   }
 
   /**
@@ -933,6 +1008,7 @@
     const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (f.status) params.set('status', f.status);
     if (f.type) params.set('type', f.type);
+    if (f.queue) params.set('queue', f.queue);
     if (mode === 'append' && tasks.next) params.set('cursor', tasks.next);
 
     const seq = ++tasks.seq; // a newer request wins, so quick filter changes cannot interleave
@@ -1005,6 +1081,7 @@
     const cells = {
       name: h('td', { class: 'c-name' }),
       type: h('td'),
+      queue: h('td', { class: 'c-queue' }),
       status: h('td'),
       priority: h('td', { class: 'num' }),
       retries: h('td', { class: 'num' }),
@@ -1023,7 +1100,7 @@
 
   function fillRow(row, task) {
     // Skip rows whose visible fields did not change: no needless DOM work or flashing.
-    const key = [task.name, task.type, task.status, task.priority, task.retry_count, task.max_retries,
+    const key = [task.name, task.type, task.queue, task.status, task.priority, task.retry_count, task.max_retries,
       task.worker_id, task.created_at, task.updated_at].join('\u0001');
     if (row.key === key) return false;
     const statusChanged = row.tr.dataset.status !== task.status;
@@ -1033,6 +1110,9 @@
     row.open.setAttribute('aria-label', `${task.name || 'Unnamed task'}, ${task.status}: show details`);
     row.cells.name.querySelector('.id').textContent = shortId(task.id);
     row.cells.type.replaceChildren(h('code', {}, task.type));
+    row.tr.dataset.queue = task.queue ?? 'default';
+    row.cells.queue.replaceChildren(h('span', { class: 'mono' }, task.queue ?? 'default'));
+    row.cells.queue.title = task.queue ?? 'default';
     row.cells.status.replaceChildren(statusBadge(task.status));
     row.cells.priority.textContent = fmtInt(task.priority);
     row.cells.retries.textContent = `${fmtInt(task.retry_count)} / ${fmtInt(task.max_retries)}`;
@@ -1072,7 +1152,7 @@
     const f = filters();
     const empty = tasks.list.length === 0;
     $('#tasks-empty').hidden = !empty;
-    $('#tasks-empty').textContent = f.status || f.type ? 'No tasks match these filters.' : 'No tasks yet. Create one with “New task”.';
+    $('#tasks-empty').textContent = f.status || f.type || f.queue ? 'No tasks match these filters.' : 'No tasks yet. Create one with “New task”.';
     $('#tasks-more').hidden = !tasks.next;
     $('#tasks-summary').textContent = empty ? '' : `Showing ${fmtInt(tasks.list.length)} ${tasks.list.length === 1 ? 'task' : 'tasks'}, newest first.`;
   }
@@ -1119,7 +1199,7 @@
       if (matchesFilters(patched)) tasks.list[i] = patched;
       else tasks.list.splice(i, 1); // it left the filtered set (a failed task retried, say)
       renderTasks();
-    } else if (matchesFilters({ status: ev.status, type: ev.type })) {
+    } else if (matchesFilters({ status: ev.status, type: ev.type, queue: ev.queue })) {
       refreshTasks();
     }
     if (detail.id === ev.task_id) refreshDetailSoon();
@@ -1196,6 +1276,7 @@
     const completed = parseTs(task.completed_at);
     const field = (label, value) => [h('dt', {}, label), h('dd', {}, value)];
     $('#detail-fields').replaceChildren(
+      ...field('Queue', h('span', { class: 'mono' }, task.queue ?? 'default')),
       ...field('Priority', fmtInt(task.priority)),
       ...field('Retries', `${fmtInt(task.retry_count)} of ${fmtInt(task.max_retries)}`),
       ...field('Backoff', fmtDuration(task.backoff_seconds)),
@@ -1336,11 +1417,13 @@
     const maxRetries = intField('#cf-max-retries');
     const timeout = intField('#cf-timeout');
     const idempotency = $('#cf-idempotency').value.trim();
+    const queue = $('#cf-queue').value.trim();
     if (priority !== undefined) body.priority = priority;
     if (delay) body.delay_seconds = delay;
     if (maxRetries !== undefined) body.max_retries = maxRetries;
     if (timeout !== undefined) body.timeout_seconds = timeout;
     if (idempotency) body.idempotency_key = idempotency;
+    if (queue) body.queue = queue;
 
     const submit = $('#create-submit');
     submit.disabled = true;
@@ -1361,9 +1444,12 @@
 
   function resetCreateForm() {
     const type = $('#cf-type').value;
+    const queue = $('#cf-queue').value;
     $('#create-form').reset();
     $('#cf-payload').value = '{}';
-    $('#cf-type').value = type; // keep the last type: people tend to create several alike
+    // Keep the last type and queue: people tend to create several alike.
+    $('#cf-type').value = type;
+    $('#cf-queue').value = queue;
   }
 
   // ----------------------------------------------------------------- startup
@@ -1389,6 +1475,7 @@
 
     $('#filter-status').addEventListener('change', () => loadTasks('replace'));
     $('#filter-type').addEventListener('change', () => loadTasks('replace'));
+    $('#filter-queue').addEventListener('change', () => loadTasks('replace'));
     $('#filters').addEventListener('submit', (event) => event.preventDefault());
     $('#tasks-refresh').addEventListener('click', () => loadTasks('replace'));
     $('#tasks-more').addEventListener('click', () => loadTasks('append'));
@@ -1429,6 +1516,7 @@
     wireUi();
     buildCharts();
     watchChartSize();
+    loadQueuesView();
     loadAll();
     streamLoop();
   }

@@ -90,6 +90,35 @@ const timelineEvents = (page) =>
 
 const rowFor = (page, id) => page.locator(`#tasks-body tr[data-task-id="${id}"]`);
 
+/** A queue's row in the queues view. */
+const queueRow = (page, name) => page.locator(`#queues-body tr[data-queue="${name}"]`);
+
+/** A figure of a queue's row as a number ("1,234" -> 1234), or null while it shows none. */
+async function queueFigure(page, name, col) {
+  const text = await queueRow(page, name).locator(`td[data-col="${col}"]`).textContent();
+  const digits = (text || '').replace(/[^\d]/g, '');
+  return digits ? Number(digits) : null;
+}
+
+/**
+ * Wait for `n` more stats snapshots to reach the page (each one stamps "Last update"),
+ * so a change has had its chance to show, or to be undone.
+ */
+async function statsTicks(page, n = 2) {
+  for (let i = 0; i < n; i += 1) {
+    const seen = await page.locator('#updated-at').getAttribute('datetime');
+    await eventually(async () => (await page.locator('#updated-at').getAttribute('datetime')) !== seen,
+      { message: 'the next stats snapshot' });
+  }
+}
+
+/** One queue as GET /api/queues lists it. */
+async function apiQueue(name) {
+  const res = await api('/api/queues');
+  assert.equal(res.status, 200, `GET /api/queues answered ${res.status}: ${res.text}`);
+  return (res.body.queues || []).find((q) => q.name === name);
+}
+
 /** Full page by default; just the viewport while a dialog is open, as a person sees it. */
 async function screenshot(page, name, { fullPage = true } = {}) {
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage });
@@ -344,6 +373,182 @@ describe('taskq dashboard in a real browser', () => {
     await eventually(async () => (await rowFor(page, created.id).getAttribute('data-status')) === 'succeeded',
       { message: 'the form-created task to succeed in the table' });
     await screenshot(page, '07-created');
+  });
+
+  // Two queues of this run's own. The test server's worker serves only `default`, so
+  // their tasks stay queued: unserved, which the view must point out.
+  const queueA = `browser-${RUN}-a`;
+  const queueB = `browser-${RUN}-b`;
+  const queueTasks = { [queueA]: [], [queueB]: [] };
+
+  it('lists the queues created through the API, and warns of unserved tasks', STEP_TIMEOUT, async () => {
+    queueTasks[queueA].push(await createTask({ name: `browser ${queueA} 1`, type: 'noop', payload: {}, queue: queueA }));
+    for (let i = 1; i <= 2; i += 1) {
+      queueTasks[queueB].push(await createTask({ name: `browser ${queueB} ${i}`, type: 'noop', payload: {}, queue: queueB }));
+    }
+    assert.equal(queueTasks[queueA][0].queue, queueA, 'the API took the queue');
+
+    const section = page.getByRole('region', { name: 'Queues' });
+    await queueRow(page, queueA).waitFor({ timeout: WAIT_MS });
+    await queueRow(page, queueB).waitFor({ timeout: WAIT_MS });
+    await eventually(async () => (await queueFigure(page, queueA, 'queued')) === 1
+      && (await queueFigure(page, queueB, 'queued')) === 2, { message: 'queued 1 in A and 2 in B' });
+
+    // The rows are the API's queues, in its order (by name).
+    const { body } = await api('/api/queues');
+    const shown = await page.locator('#queues-body tr').evaluateAll((rows) => rows.map((r) => r.dataset.queue));
+    assert.deepEqual(shown, body.queues.map((q) => q.name), 'one row per queue of GET /api/queues, by name');
+    for (const col of ['running', 'succeeded', 'failed', 'cancelled', 'scheduled']) {
+      assert.equal(await queueFigure(page, queueA, col), 0, `${col} of a fresh queue is 0`);
+    }
+    assert.match(await queueRow(page, queueA).locator('td[data-col="oldest"]').textContent(), /\d+[smhd]/,
+      'the oldest runnable age is shown');
+    assert.match(await queueRow(page, queueA).locator('td[data-col="throughput"]').textContent(), /\/min/);
+
+    // The default queue is served by the test server's worker, and has run tasks.
+    const defaultRow = queueRow(page, 'default');
+    await eventually(async () => (await defaultRow.locator('td[data-col="workers"]').textContent()).includes('1 worker'),
+      { message: 'the default queue to list its worker' });
+    assert.ok((await queueFigure(page, 'default', 'succeeded')) >= 3, 'default counts its succeeded tasks');
+
+    // Nobody serves A or B: the row says so, and the warning counts their tasks.
+    assert.match(await queueRow(page, queueA).locator('td[data-col="workers"]').textContent(), /no live worker/);
+    const warning = section.locator('#queues-unserved');
+    await warning.waitFor({ state: 'visible', timeout: WAIT_MS });
+    await eventually(async () => {
+      const { body: stats } = await api('/api/stats');
+      return stats.unserved_tasks >= 3 && (await warning.getAttribute('data-count')) === String(stats.unserved_tasks);
+    }, { message: 'the unserved warning to match unserved_tasks of /api/stats' });
+    assert.ok(await page.locator('#unserved-link').isVisible(), 'the header points to the queues too');
+    await section.scrollIntoViewIfNeeded();
+    await screenshot(page, '09-queues');
+  });
+
+  it('updates a queue\'s figures live from the event stream', STEP_TIMEOUT, async () => {
+    // Nothing but the stream may bring the new count: record the page's requests.
+    const requests = [];
+    const onRequest = (req) => {
+      const { pathname } = new URL(req.url());
+      if (pathname.startsWith('/api/queues') || pathname === '/api/stats') requests.push(pathname);
+    };
+    page.on('request', onRequest);
+    try {
+      const before = await queueFigure(page, queueA, 'queued');
+      queueTasks[queueA].push(await createTask({ name: `browser ${queueA} 2`, type: 'noop', payload: {}, queue: queueA }));
+      await eventually(async () => (await queueFigure(page, queueA, 'queued')) === before + 1,
+        { message: `queued of ${queueA} to reach ${before + 1}` });
+    } finally {
+      page.off('request', onRequest);
+    }
+    assert.deepEqual(requests, [], 'the figures came over the event stream');
+  });
+
+  it('pauses and resumes a queue from its buttons', STEP_TIMEOUT, async () => {
+    const row = queueRow(page, queueA);
+    await row.getByRole('button', { name: `Pause queue ${queueA}` }).click();
+    await eventually(async () => (await apiQueue(queueA))?.paused === true, { message: `${queueA} paused in GET /api/queues` });
+    const resume = row.getByRole('button', { name: `Resume queue ${queueA}` });
+    await resume.waitFor({ timeout: WAIT_MS });
+    assert.equal((await row.locator('.q-state').textContent()).trim(), 'paused');
+    // Still paused once stats snapshots from after the change have arrived.
+    await statsTicks(page);
+    assert.equal(await row.getAttribute('data-paused'), 'true');
+    assert.ok(await resume.isVisible(), 'Resume is still offered');
+    await screenshot(page, '10-queue-paused');
+
+    // The keyboard reaches the button and presses it.
+    await resume.focus();
+    await page.keyboard.press('Enter');
+    await eventually(async () => (await apiQueue(queueA))?.paused === false, { message: `${queueA} resumed in GET /api/queues` });
+    await row.getByRole('button', { name: `Pause queue ${queueA}` }).waitFor({ timeout: WAIT_MS });
+    assert.equal((await row.locator('.q-state').textContent()).trim(), '');
+  });
+
+  it('sets a queue\'s limit and removes it', STEP_TIMEOUT, async () => {
+    const row = queueRow(page, queueA);
+    const input = row.getByLabel(`Max running tasks of queue ${queueA}`);
+    assert.equal(await input.inputValue(), '', 'no limit to begin with');
+
+    await input.fill('3');
+    await input.press('Enter');
+    await eventually(async () => (await apiQueue(queueA))?.max_running === 3, { message: `max_running 3 in GET /api/queues` });
+    await eventually(async () => (await row.getAttribute('data-max-running')) === '3', { message: 'the row to show limit 3' });
+    assert.equal(await input.inputValue(), '3');
+
+    const clear = row.getByRole('button', { name: `No limit for queue ${queueA}` });
+    await clear.click();
+    await eventually(async () => (await apiQueue(queueA))?.max_running === null, { message: `max_running null in GET /api/queues` });
+    await eventually(async () => (await input.inputValue()) === '', { message: 'the limit field to empty' });
+    assert.ok(await clear.isDisabled(), '"No limit" is off when there is none');
+  });
+
+  it('shows the API\'s message for a rejected limit', STEP_TIMEOUT, async () => {
+    const rejected = await api(`/api/queues/${queueA}`, { method: 'PATCH', body: { max_running: 0 } });
+    assert.equal(rejected.status, 400, `a limit of 0 is rejected: ${rejected.text}`);
+    assert.equal(typeof rejected.body?.error, 'string');
+
+    const row = queueRow(page, queueA);
+    const input = row.getByLabel(`Max running tasks of queue ${queueA}`);
+    await input.fill('0');
+    await row.getByRole('button', { name: `Set the limit of queue ${queueA}` }).click();
+    const error = row.getByRole('alert');
+    await eventually(async () => (await error.textContent()).includes(rejected.body.error),
+      { message: `the server's error "${rejected.body.error}" beside the field` });
+    assert.equal(await input.getAttribute('aria-invalid'), 'true');
+    assert.equal(await input.inputValue(), '0', 'the rejected value stays for correction');
+    // Live updates do not overwrite the field while it holds the rejected value.
+    await statsTicks(page);
+    assert.equal(await input.inputValue(), '0');
+    assert.equal((await apiQueue(queueA)).max_running, null, 'nothing was changed');
+    await screenshot(page, '11-queue-limit-error');
+
+    // Escape gives the edit up.
+    await input.press('Escape');
+    assert.equal(await input.inputValue(), '');
+    assert.ok(!(await error.isVisible()), 'the error goes with the edit');
+  });
+
+  it('filters the task list by queue', STEP_TIMEOUT, async () => {
+    const filter = page.locator('#filters').getByRole('combobox', { name: /^Queue/ });
+    const request = page.waitForRequest((req) => {
+      const url = new URL(req.url());
+      return url.pathname === '/api/tasks' && url.searchParams.get('queue') === queueB;
+    });
+    await filter.selectOption(queueB);
+    await request;
+    const shownQueues = () => page.locator('#tasks-body tr').evaluateAll((rows) => rows.map((r) => r.dataset.queue));
+    await eventually(async () => {
+      const queues = await shownQueues();
+      return queues.length === queueTasks[queueB].length && queues.every((q) => q === queueB);
+    }, { message: `only the ${queueTasks[queueB].length} tasks of ${queueB}` });
+    for (const task of queueTasks[queueB]) {
+      assert.equal((await rowFor(page, task.id).locator('td.c-queue').textContent()).trim(), queueB);
+    }
+
+    // A queue's name in the queues view leads to its tasks.
+    await queueRow(page, queueA).getByRole('button', { name: `Show the tasks of queue ${queueA}` }).click();
+    assert.equal(await filter.inputValue(), queueA);
+    await eventually(async () => {
+      const queues = await shownQueues();
+      return queues.length === queueTasks[queueA].length && queues.every((q) => q === queueA);
+    }, { message: `only the tasks of ${queueA}` });
+    await screenshot(page, '12-filtered-by-queue');
+
+    await filter.selectOption('');
+    await eventually(async () => new Set(await shownQueues()).size > 1, { message: 'tasks of every queue again' });
+  });
+
+  it('fits the queues view on a laptop and on a phone', STEP_TIMEOUT, async () => {
+    const section = page.locator('#queues');
+    for (const [name, viewport] of [['laptop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]]) {
+      await page.setViewportSize(viewport);
+      await section.scrollIntoViewIfNeeded();
+      // The page itself never scrolls sideways; a wide table scrolls inside its card.
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      assert.ok(overflow <= 0, `no sideways scrolling of the page on a ${name} (${overflow}px)`);
+      await section.screenshot({ path: path.join(SCREENSHOTS, `13-queues-${name}.png`) });
+    }
+    await page.setViewportSize({ width: 1440, height: 1000 });
   });
 
   it('renders in dark mode, and the page raised no errors', STEP_TIMEOUT, async () => {
