@@ -20,6 +20,13 @@
 //! | 9 | every retry delay lies within the backoff bounds, and no retry starts early |
 //! | 10 | every state change has its event from the same transaction (same timestamp, attempt count, worker) |
 //! | 11 | every ledger entry of a test handler is explained by the history |
+//! | 12 | no task of a queue starts while the queue is paused (after the pause was acknowledged) |
+//! | 13 | no more than a queue's `max_running` of its attempts overlap when one of them starts |
+//!
+//! Invariants 12 and 13 read the queues' settings over time from `queue_history`. The
+//! pause check is made task by task; for the limit, the checker keeps one compact
+//! record per attempt of each queue that ever had a limit, and sweeps them queue by
+//! queue once every page is read (see [`verify`] for what counts as an attempt).
 //!
 //! # The ledger
 //!
@@ -118,6 +125,8 @@ pub enum Invariant {
     BackoffBounds = 9,
     SameTransaction = 10,
     LedgerExplained = 11,
+    QueuePaused = 12,
+    QueueLimit = 13,
 }
 
 impl Invariant {
@@ -171,6 +180,9 @@ pub struct Report {
     pub rescued_within_lease: usize,
     /// Ledger runs beyond the first per task: executions the history explains as retries.
     pub repeated_runs: usize,
+    /// For each queue that ever had a limit: the most of its attempts that overlapped
+    /// the start of one of them (whatever the limit was then).
+    pub peak_running: BTreeMap<String, usize>,
     pub violations: Vec<Violation>,
 }
 
@@ -182,8 +194,10 @@ impl Report {
     /// A one-line summary.
     pub fn summary(&self) -> String {
         let statuses: Vec<String> = self.by_status.iter().map(|(s, n)| format!("{s}={n}")).collect();
+        let peaks: String =
+            self.peak_running.iter().map(|(q, n)| format!(", peak running in {q}={n}")).collect();
         format!(
-            "{} tasks ({}), {} events, {} ledger runs, lost={}, rescued attempts={} ({} within their lease), repeated runs={}, violations={}",
+            "{} tasks ({}), {} events, {} ledger runs, lost={}, rescued attempts={} ({} within their lease), repeated runs={}{peaks}, violations={}",
             self.tasks,
             statuses.join(" "),
             self.events,
@@ -211,6 +225,7 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
     let mut report = Report::default();
     let now = source.now().await?;
     let has_ledger = source.has_ledger().await?;
+    let mut queues = QueueCheck::new(source.queue_history().await?);
     let mut acknowledged: Vec<Uuid> = options.acknowledged.clone();
     acknowledged.sort_unstable();
     acknowledged.dedup();
@@ -230,13 +245,14 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
         }
         report.events += history.len();
         report.ledger_runs += ledger.len();
-        verify_page(&tasks, history, ledger, options, now, &mut report);
+        verify_page(&tasks, history, ledger, options, now, &mut queues, &mut report);
         after = Some(last);
         if (tasks.len() as i64) < PAGE {
             break;
         }
     }
     source.close().await;
+    queues.sweep(&mut report);
 
     for (id, _) in acknowledged.iter().zip(&found).filter(|(_, found)| !**found) {
         report.lost += 1;
@@ -249,17 +265,28 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
     Ok(report)
 }
 
-/// Verifies tasks, their events and ledger runs already in memory (one page of a
-/// check, or a test's hand-made history). `now` is the database's time.
+/// Verifies tasks, their events, ledger runs and the queues' settings history already
+/// in memory (a test's hand-made history, or a whole small database). `now` is the
+/// database's time.
+///
+/// For invariants 12 and 13 an attempt runs from its `task_started` to the first later
+/// event of the task that takes it out of `running` (`task_succeeded`, `task_failed`,
+/// `timeout_occurred`, `worker_lock_expired`, `task_requeued`); an attempt that ends
+/// at the very time another starts no longer counts then. A claimed task is `running`
+/// from its claim, prefetched ones too, so they count. A queue's limit at a time is the
+/// one its latest `limit_changed` before then set (none before the first).
 pub fn verify(
     tasks: &[Task],
     history: Vec<HistoryEvent>,
     ledger: Vec<LedgerRun>,
+    queue_history: Vec<QueueEvent>,
     options: &Options,
     now: DateTime<Utc>,
 ) -> Report {
     let mut report = Report { events: history.len(), ledger_runs: ledger.len(), ..Report::default() };
-    verify_page(tasks, history, ledger, options, now, &mut report);
+    let mut queues = QueueCheck::new(queue_history);
+    verify_page(tasks, history, ledger, options, now, &mut queues, &mut report);
+    queues.sweep(&mut report);
     let stored: std::collections::HashSet<Uuid> = tasks.iter().map(|t| t.id).collect();
     for id in options.acknowledged.iter().filter(|id| !stored.contains(id)) {
         report.lost += 1;
@@ -278,6 +305,7 @@ fn verify_page(
     ledger: Vec<LedgerRun>,
     options: &Options,
     now: DateTime<Utc>,
+    queues: &mut QueueCheck,
     report: &mut Report,
 ) {
     let mut events: HashMap<Uuid, Vec<HistoryEvent>> = HashMap::new();
@@ -308,6 +336,7 @@ fn verify_page(
             .count();
         report.repeated_runs += task_runs.len().saturating_sub(1);
         checker.ledger(&attempts, &task_runs);
+        queues.attempts(task, &attempts, &mut report.violations);
     }
     // Ledger rows of tasks that do not exist (or belong to no task in this page, which
     // cannot happen: pages cover id ranges).
@@ -896,6 +925,240 @@ impl TaskCheck<'_> {
     }
 }
 
+/// What a change of a queue's settings did, as `queue_history` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueEventKind {
+    Paused,
+    Resumed,
+    /// The limit became the event's `max_running` (`None`: no limit).
+    LimitChanged,
+}
+
+/// One row of `queue_history`: a queue's settings changed at `created_at`, the time
+/// the change was acknowledged (every claim that could have read the old settings had
+/// committed by then, and every later claim reads the new ones).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueEvent {
+    pub id: i64,
+    pub queue: String,
+    pub kind: QueueEventKind,
+    pub max_running: Option<i32>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A `queue_history` row as stored.
+#[derive(sqlx::FromRow)]
+struct QueueEventRow {
+    id: i64,
+    queue: String,
+    event: String,
+    max_running: Option<i32>,
+    created_at: DateTime<Utc>,
+}
+
+impl QueueEventRow {
+    /// `None` for an event this checker does not know (the schema allows none).
+    fn into_event(self) -> Option<QueueEvent> {
+        let kind = match self.event.as_str() {
+            "paused" => QueueEventKind::Paused,
+            "resumed" => QueueEventKind::Resumed,
+            "limit_changed" => QueueEventKind::LimitChanged,
+            _ => return None,
+        };
+        Some(QueueEvent {
+            id: self.id,
+            queue: self.queue,
+            kind,
+            max_running: self.max_running,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// An attempt of a queue that had a limit, as the limit's sweep needs it: times in
+/// microseconds since the epoch (`i64::MAX` while it runs), the queue by index.
+struct QueueAttempt {
+    started_at: i64,
+    ended_at: i64,
+    task_id: Uuid,
+    attempt: i32,
+    queue: u32,
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(at: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A span a queue was paused: from a pause's acknowledgement to the next resume's
+/// (`None`: still paused).
+type PausedSpan = (DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// A change of a queue's limit: when (microseconds since the epoch) and to what
+/// (`None`: no limit).
+type LimitChange = (i64, Option<i32>);
+
+/// Invariants 12 and 13: each queue's pauses and limits over time, from
+/// `queue_history`, and the attempts of the queues that ever had a limit.
+struct QueueCheck {
+    /// Per queue, the spans it was paused, in order.
+    paused: HashMap<String, Vec<PausedSpan>>,
+    /// The queues that ever had a limit, by index: name and limit changes in order.
+    limited: Vec<(String, Vec<LimitChange>)>,
+    limited_index: HashMap<String, u32>,
+    attempts: Vec<QueueAttempt>,
+}
+
+impl QueueCheck {
+    fn new(mut history: Vec<QueueEvent>) -> Self {
+        // One queue's changes are serialised by its lock, so ids follow their times.
+        history.sort_by(|a, b| (&a.queue, a.id).cmp(&(&b.queue, b.id)));
+        let mut paused: HashMap<String, Vec<PausedSpan>> = HashMap::new();
+        let mut limits: HashMap<String, Vec<LimitChange>> = HashMap::new();
+        for event in history {
+            match event.kind {
+                QueueEventKind::Paused => {
+                    let spans = paused.entry(event.queue).or_default();
+                    // A pause of a paused queue changes nothing (none is written).
+                    if spans.last().is_none_or(|(_, until)| until.is_some()) {
+                        spans.push((event.created_at, None));
+                    }
+                }
+                QueueEventKind::Resumed => {
+                    if let Some((_, until @ None)) = paused.get_mut(&event.queue).and_then(|s| s.last_mut()) {
+                        *until = Some(event.created_at);
+                    }
+                }
+                QueueEventKind::LimitChanged => {
+                    limits
+                        .entry(event.queue)
+                        .or_default()
+                        .push((micros(event.created_at), event.max_running));
+                }
+            }
+        }
+        let mut limited: Vec<(String, Vec<LimitChange>)> =
+            limits.into_iter().filter(|(_, changes)| changes.iter().any(|(_, l)| l.is_some())).collect();
+        limited.sort_by(|a, b| a.0.cmp(&b.0));
+        let limited_index =
+            limited.iter().enumerate().map(|(i, (name, _))| (name.clone(), i as u32)).collect();
+        Self { paused, limited, limited_index, attempts: Vec::new() }
+    }
+
+    /// Invariant 12 for one task's attempts; keeps them for invariant 13 if its queue
+    /// ever had a limit.
+    fn attempts(&mut self, task: &Task, attempts: &[Attempt], violations: &mut Vec<Violation>) {
+        if let Some(spans) = self.paused.get(&task.queue) {
+            for attempt in attempts {
+                let started = attempt.started_at;
+                let inside =
+                    spans.iter().find(|(from, until)| *from < started && until.is_none_or(|u| started < u));
+                if let Some((from, until)) = inside {
+                    let until = match until {
+                        Some(until) => format!("resumed at {until}"),
+                        None => "not resumed since".into(),
+                    };
+                    violations.push(Violation {
+                        invariant: Invariant::QueuePaused,
+                        task_id: Some(task.id),
+                        detail: format!(
+                            "attempt {} (worker {:?}) started at {started} while queue {:?} was paused (pause acknowledged at {from}, {until})",
+                            attempt.number, attempt.worker_id, task.queue
+                        ),
+                    });
+                }
+            }
+        }
+        if let Some(&queue) = self.limited_index.get(&task.queue) {
+            self.attempts.extend(attempts.iter().map(|a| QueueAttempt {
+                started_at: micros(a.started_at),
+                ended_at: a.ended_at.map_or(i64::MAX, micros),
+                task_id: task.id,
+                attempt: a.number,
+                queue,
+            }));
+        }
+    }
+
+    /// Invariant 13: sweeps each limited queue's attempts in time order and counts, at
+    /// each start, the attempts that overlap it.
+    fn sweep(self, report: &mut Report) {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let Self { limited, mut attempts, .. } = self;
+        attempts.sort_unstable_by_key(|a| (a.queue, a.started_at, a.task_id, a.attempt));
+        for run in attempts.chunk_by(|a, b| a.queue == b.queue) {
+            let (name, changes) = &limited[run[0].queue as usize];
+            let mut change = 0; // changes[..change] were made before the current start
+            let mut limit: Option<i32> = None;
+            // The attempts running at the current start, soonest end first.
+            let mut running: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+            let mut peak = 0;
+            let mut index = 0;
+            while index < run.len() {
+                let at = run[index].started_at;
+                while running.peek().is_some_and(|Reverse((end, _))| *end <= at) {
+                    running.pop();
+                }
+                let first = index;
+                while index < run.len() && run[index].started_at == at {
+                    if run[index].ended_at > at {
+                        running.push(Reverse((run[index].ended_at, index)));
+                    }
+                    index += 1;
+                }
+                while change < changes.len() && changes[change].0 < at {
+                    limit = changes[change].1;
+                    change += 1;
+                }
+                peak = peak.max(running.len());
+                let Some(max_running) = limit.filter(|l| running.len() > (*l).max(0) as usize) else {
+                    continue;
+                };
+                let mut overlapping: Vec<&QueueAttempt> =
+                    running.iter().map(|Reverse((_, i))| &run[*i]).collect();
+                overlapping.sort_by_key(|a| (a.started_at, a.task_id));
+                let shown: Vec<String> = overlapping
+                    .iter()
+                    .take(8)
+                    .map(|a| {
+                        let until = if a.ended_at == i64::MAX {
+                            "still running".to_owned()
+                        } else {
+                            format!("until {}", from_micros(a.ended_at))
+                        };
+                        format!(
+                            "task {} attempt {} from {} {until}",
+                            a.task_id,
+                            a.attempt,
+                            from_micros(a.started_at)
+                        )
+                    })
+                    .collect();
+                let more = overlapping.len().saturating_sub(shown.len());
+                let starter = &run[first];
+                report.violations.push(Violation {
+                    invariant: Invariant::QueueLimit,
+                    task_id: Some(starter.task_id),
+                    detail: format!(
+                        "{} attempts of queue {name:?} overlapped at {}, when attempt {} of this task started, with max_running {max_running} (set at {}): {}{}",
+                        running.len(),
+                        from_micros(at),
+                        starter.attempt,
+                        from_micros(changes[change - 1].0),
+                        shown.join("; "),
+                        if more > 0 { format!("; and {more} more") } else { String::new() }
+                    ),
+                });
+            }
+            report.peak_running.insert(name.clone(), peak);
+        }
+    }
+}
+
 /// The database a check reads, in one read-only snapshot.
 enum Source {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
@@ -950,6 +1213,35 @@ impl Source {
                 Ok(n > 0)
             }
         }
+    }
+
+    /// Every queue settings change, or none on a database from before named queues.
+    async fn queue_history(&mut self) -> Result<Vec<QueueEvent>, CheckError> {
+        const SQL: &str =
+            "SELECT id, queue, event, max_running, created_at FROM queue_history ORDER BY queue, id";
+        let rows: Vec<QueueEventRow> = match self {
+            Self::Postgres(tx) => {
+                let exists: bool = sqlx::query_scalar("SELECT to_regclass('queue_history') IS NOT NULL")
+                    .fetch_one(&mut **tx)
+                    .await?;
+                if !exists {
+                    return Ok(Vec::new());
+                }
+                sqlx::query_as(SQL).fetch_all(&mut **tx).await?
+            }
+            Self::Sqlite(tx) => {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'queue_history'",
+                )
+                .fetch_one(&mut **tx)
+                .await?;
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+                sqlx::query_as(SQL).fetch_all(&mut **tx).await?
+            }
+        };
+        Ok(rows.into_iter().filter_map(QueueEventRow::into_event).collect())
     }
 
     async fn tasks(&mut self, after: Option<Uuid>) -> Result<Vec<Task>, CheckError> {
@@ -1073,6 +1365,10 @@ mod tests {
 
     impl Story {
         fn new() -> Self {
+            Self::in_queue("default")
+        }
+
+        fn in_queue(queue: &str) -> Self {
             let task = Task {
                 id: Uuid::now_v7(),
                 name: "t".into(),
@@ -1095,7 +1391,7 @@ mod tests {
                 updated_at: at(0),
                 started_at: None,
                 completed_at: None,
-                queue: "default".into(),
+                queue: queue.into(),
             };
             let mut story = Self { task, events: Vec::new() };
             story.event(0, EventType::TaskQueued, TaskStatus::Queued, None);
@@ -1148,7 +1444,7 @@ mod tests {
         }
 
         fn verify(&self, runs: Vec<LedgerRun>, options: &Options) -> Report {
-            verify(std::slice::from_ref(&self.task), self.events.clone(), runs, options, at(600_000))
+            verify(std::slice::from_ref(&self.task), self.events.clone(), runs, vec![], options, at(600_000))
         }
 
         fn run(&self, attempt: i32, worker: &str, from: i64, to: Option<i64>) -> LedgerRun {
@@ -1275,6 +1571,150 @@ mod tests {
 
         story.events[4].error_message = None;
         assert_eq!(broken(&story.verify(vec![story.run(2, "b", 41, Some(49))], &Options::default())), [8]);
+    }
+
+    /// Verifies several tasks and the queues' settings history together (no ledger).
+    fn verify_queues(stories: &[&Story], queue_history: Vec<QueueEvent>) -> Report {
+        let tasks: Vec<Task> = stories.iter().map(|s| s.task.clone()).collect();
+        let events = stories.iter().flat_map(|s| s.events.clone()).collect();
+        let options = Options { ledger_types: vec![], ..Options::default() };
+        verify(&tasks, events, vec![], queue_history, &options, at(600_000))
+    }
+
+    fn queue_event(
+        id: i64,
+        queue: &str,
+        kind: QueueEventKind,
+        max_running: Option<i32>,
+        ms: i64,
+    ) -> QueueEvent {
+        QueueEvent { id, queue: queue.into(), kind, max_running, created_at: at(ms) }
+    }
+
+    fn paused(id: i64, queue: &str, ms: i64) -> QueueEvent {
+        queue_event(id, queue, QueueEventKind::Paused, None, ms)
+    }
+
+    fn resumed(id: i64, queue: &str, ms: i64) -> QueueEvent {
+        queue_event(id, queue, QueueEventKind::Resumed, None, ms)
+    }
+
+    fn limit(id: i64, queue: &str, max_running: Option<i32>, ms: i64) -> QueueEvent {
+        queue_event(id, queue, QueueEventKind::LimitChanged, max_running, ms)
+    }
+
+    /// A task of `queue` whose one attempt runs from `from` to its success at `to`.
+    fn ran(queue: &str, worker: &str, from: i64, to: i64) -> Story {
+        let mut story = Story::in_queue(queue);
+        story.start(from, worker).event(to, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        story
+    }
+
+    #[test]
+    fn a_start_while_the_queue_was_paused_is_a_violation() {
+        let late = ran("q", "a", 200, 300);
+        let report = verify_queues(&[&late], vec![paused(1, "q", 100), resumed(2, "q", 500)]);
+        assert_eq!(broken(&report), [12], "{:#?}", report.violations);
+        assert_eq!(report.violations[0].task_id, Some(late.task.id));
+        assert!(report.violations[0].detail.contains("\"q\""), "{}", report.violations[0].detail);
+
+        // Still paused: every start after the acknowledgement is a violation.
+        assert_eq!(broken(&verify_queues(&[&late], vec![paused(1, "q", 100)])), [12]);
+    }
+
+    #[test]
+    fn starts_before_a_pause_at_its_edges_and_in_other_queues_are_legal() {
+        // Claimed before the pause was acknowledged, and still running through it.
+        let before = ran("q", "a", 90, 400);
+        // Claimed by a claim ordered before the pause that took the same time.
+        let at_the_pause = ran("q", "a", 100, 150);
+        let at_the_resume = ran("q", "b", 500, 600);
+        let after = ran("q", "b", 700, 800);
+        let other_queue = ran("r", "c", 200, 300);
+        let stories = [&before, &at_the_pause, &at_the_resume, &after, &other_queue];
+        let report =
+            verify_queues(&stories, vec![paused(1, "q", 100), resumed(2, "q", 500), paused(3, "q", 900)]);
+        assert!(report.passed(), "{:#?}", report.violations);
+
+        // A released attempt (a prefetched task of a paused queue) ends the attempt;
+        // its next start after the resume is legal.
+        let mut released = Story::in_queue("q");
+        released.start(95, "a");
+        released.event(120, EventType::TaskRequeued, TaskStatus::Queued, None);
+        released.start(550, "b").event(560, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        let report = verify_queues(&[&released], vec![paused(1, "q", 100), resumed(2, "q", 500)]);
+        assert!(report.passed(), "{:#?}", report.violations);
+    }
+
+    #[test]
+    fn more_overlapping_attempts_than_the_limit_is_a_violation() {
+        let first = ran("q", "a", 10, 1_000);
+        let second = ran("q", "b", 20, 1_000);
+        let third = ran("q", "c", 30, 1_000);
+        let report = verify_queues(&[&first, &second, &third], vec![limit(1, "q", Some(2), 5)]);
+        assert_eq!(broken(&report), [13], "{:#?}", report.violations);
+        let violation = &report.violations[0];
+        assert_eq!(violation.task_id, Some(third.task.id), "{violation}");
+        assert!(violation.detail.contains("3 attempts"), "{violation}");
+        assert!(violation.detail.contains(&first.task.id.to_string()), "{violation}");
+        assert_eq!(report.peak_running.get("q"), Some(&3));
+
+        // A still running attempt counts as well, and so does a claim of two at once.
+        let mut running = Story::in_queue("q");
+        running.start(10, "a");
+        let pair = [ran("q", "b", 40, 50), ran("q", "b", 40, 60)];
+        let report = verify_queues(&[&running, &pair[0], &pair[1]], vec![limit(1, "q", Some(2), 5)]);
+        assert_eq!(broken(&report), [13], "{:#?}", report.violations);
+        assert_eq!(report.violations.len(), 1);
+
+        // Without a limit, or in another queue, the same overlap is legal.
+        assert!(verify_queues(&[&first, &second, &third], vec![]).passed());
+        assert!(verify_queues(&[&first, &second, &third], vec![limit(1, "r", Some(1), 5)]).passed());
+        let removed = vec![limit(1, "q", Some(2), 5), limit(2, "q", None, 25)];
+        assert!(verify_queues(&[&first, &second, &third], removed).passed());
+    }
+
+    #[test]
+    fn an_attempt_that_ends_when_another_starts_does_not_overlap_it() {
+        let first = ran("q", "a", 10, 50);
+        let second = ran("q", "b", 50, 90);
+        // A rescued attempt frees its slot at the rescue, and its retry takes one.
+        let mut rescued = Story::in_queue("q");
+        rescued.start(90, "c").retry(2_000, EventType::WorkerLockExpired, 1_000);
+        rescued.start(3_500, "a").event(3_600, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        let after_rescue = ran("q", "b", 2_000, 3_500);
+        let stories = [&first, &second, &rescued, &after_rescue];
+        let report = verify_queues(&stories, vec![limit(1, "q", Some(1), 0)]);
+        assert!(report.passed(), "{:#?}", report.violations);
+        assert_eq!(report.peak_running.get("q"), Some(&1));
+
+        // One millisecond earlier, the second start overlaps the first attempt.
+        let early = ran("q", "b", 49, 90);
+        let report = verify_queues(&[&first, &early], vec![limit(1, "q", Some(1), 0)]);
+        assert_eq!(broken(&report), [13], "{:#?}", report.violations);
+    }
+
+    #[test]
+    fn a_limit_lowered_while_more_ran_binds_only_the_starts_after_it() {
+        let running = [ran("q", "a", 10, 100), ran("q", "b", 11, 110), ran("q", "c", 12, 120)];
+        // Lowered to 1 at 50 while three ran: no violation by itself; the next start
+        // waits until the others have ended.
+        let next = ran("q", "a", 120, 200);
+        let history = vec![limit(1, "q", Some(3), 0), limit(2, "q", Some(1), 50)];
+        let stories = [&running[0], &running[1], &running[2], &next];
+        let report = verify_queues(&stories, history.clone());
+        assert!(report.passed(), "{:#?}", report.violations);
+        assert_eq!(report.peak_running.get("q"), Some(&3));
+
+        // A start while two of them still ran breaks the lowered limit.
+        let too_soon = ran("q", "a", 105, 200);
+        let report = verify_queues(&[&running[0], &running[1], &running[2], &too_soon], history.clone());
+        assert_eq!(broken(&report), [13], "{:#?}", report.violations);
+        assert!(report.violations[0].detail.contains("max_running 1"), "{}", report.violations[0]);
+
+        // The same start before the change was under the old limit of 3.
+        let raised = vec![limit(1, "q", Some(3), 0), limit(2, "q", Some(1), 106)];
+        assert!(verify_queues(&[&running[0], &running[1], &running[2], &too_soon], raised).passed());
     }
 
     #[test]

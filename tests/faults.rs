@@ -36,6 +36,8 @@ mod kill;
 mod poison;
 #[path = "faults/postgres.rs"]
 mod postgres;
+#[path = "faults/queues.rs"]
+mod queues;
 #[path = "faults/sigterm.rs"]
 mod sigterm;
 #[path = "faults/sqlite.rs"]

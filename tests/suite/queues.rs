@@ -464,3 +464,79 @@ async fn a_limited_queue_claims_again_as_its_own_tasks_finish_without_waiting_fo
     assert!(peak <= 2, "{peak} ran at once in a queue limited to 2");
     worker.shutdown().await;
 }
+
+/// `taskq check` reads the queues' settings history on both backends: a limited,
+/// paused and resumed queue that kept its settings passes, and history that shows a
+/// start inside a pause and over a limit is caught.
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn the_checker_holds_starts_against_the_queues_pauses_and_limits(#[case] backend: Backend) {
+    use taskq::check::{self, Invariant, Options};
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    store.heartbeat(&heartbeat("w")).await.unwrap();
+    let tasks: Vec<NewTask> = (0..4).map(|i| in_queue("partner", &format!("p{i}"), 0)).collect();
+    store.create_tasks(&tasks).await.unwrap();
+    store.change_queue("partner", limit(2)).await.unwrap();
+    let first = store.claim("w", "partner", 10, GRACE).await.unwrap();
+    assert_eq!(first.len(), 2);
+    store.change_queue("partner", paused(true)).await.unwrap();
+    complete(&*store, "w", &first).await;
+    store.change_queue("partner", paused(false)).await.unwrap();
+    let second = store.claim("w", "partner", 10, GRACE).await.unwrap();
+    complete(&*store, "w", &second).await;
+
+    let options = Options { settled: true, ..Options::default() };
+    let report = check::check(&db.url, &options).await.unwrap();
+    assert!(report.passed(), "{:#?}", report.violations);
+    assert_eq!(report.peak_running.get("partner"), Some(&2));
+
+    // Two tasks claimed together in a queue whose history, written here by hand, says
+    // it was paused with a limit of 1 just before.
+    store.create_tasks(&[in_queue("forged", "f1", 0), in_queue("forged", "f2", 0)]).await.unwrap();
+    let pair = store.claim("w", "forged", 10, GRACE).await.unwrap();
+    assert_eq!(pair.len(), 2);
+    let before = pair[0].started_at.unwrap() - chrono::Duration::milliseconds(1);
+    const FORGE: &str =
+        "INSERT INTO queue_history (queue, event, max_running, created_at) VALUES ($1, $2, $3, $4)";
+    for (event, max_running) in [("limit_changed", Some(1)), ("paused", None)] {
+        match backend {
+            Backend::Postgres => {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+                sqlx::query(FORGE)
+                    .bind("forged")
+                    .bind(event)
+                    .bind(max_running)
+                    .bind(before)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            Backend::Sqlite => {
+                let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+                sqlx::query(FORGE)
+                    .bind("forged")
+                    .bind(event)
+                    .bind(max_running)
+                    .bind(before)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let report = check::check(&db.url, &Options::default()).await.unwrap();
+    let mut broken: Vec<(Invariant, uuid::Uuid)> =
+        report.violations.iter().map(|v| (v.invariant, v.task_id.unwrap())).collect();
+    broken.sort();
+    let mut expected = vec![
+        (Invariant::QueuePaused, pair[0].id),
+        (Invariant::QueuePaused, pair[1].id),
+        (Invariant::QueueLimit, pair[0].id.min(pair[1].id)),
+    ];
+    expected.sort();
+    assert_eq!(broken, expected, "{:#?}", report.violations);
+    assert_eq!(report.peak_running.get("forged"), Some(&2));
+}
