@@ -1,7 +1,9 @@
 -- Named queues: every task belongs to one; a queue may be paused or limited to a
 -- number of running tasks across all workers (docs/design.md, "Queues").
 
-ALTER TABLE tasks ADD COLUMN queue text NOT NULL DEFAULT 'default'
+-- Queue names are identifiers, compared byte by byte (COLLATE "C"): index insertions
+-- and lookups then never go through the locale's collation.
+ALTER TABLE tasks ADD COLUMN queue text COLLATE "C" NOT NULL DEFAULT 'default'
     CONSTRAINT tasks_queue_name CHECK (queue ~ '^[a-z0-9_.-]{1,64}$');
 
 -- The claim reads one queue at a time: its index leads with the queue. The same
@@ -19,7 +21,7 @@ CREATE INDEX tasks_lease_idx ON tasks (queue, locked_until) WHERE status = 'runn
 -- insert adds its queue here in the same statement, so a queue with tasks always has
 -- a row (the claim relies on it).
 CREATE TABLE queues (
-    name        text        PRIMARY KEY,
+    name        text        COLLATE "C" PRIMARY KEY,
     -- At most this many of the queue's tasks run (or wait prefetched) at once, across
     -- every worker; NULL for no limit.
     max_running integer,
@@ -37,7 +39,7 @@ INSERT INTO queues (name) VALUES ('default');
 -- is taken once every claim that could have missed it has committed.
 CREATE TABLE queue_history (
     id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    queue       text        NOT NULL,
+    queue       text        COLLATE "C" NOT NULL,
     event       text        NOT NULL,
     max_running integer,
     created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -50,8 +52,8 @@ CREATE INDEX queue_history_queue_idx ON queue_history (queue, id);
 ALTER TABLE workers ADD COLUMN queues text NOT NULL DEFAULT '';
 
 -- Counters and throughput per queue as well as per status.
-ALTER TABLE task_counts ADD COLUMN queue text NOT NULL DEFAULT 'default';
-ALTER TABLE task_throughput ADD COLUMN queue text NOT NULL DEFAULT 'default';
+ALTER TABLE task_counts ADD COLUMN queue text COLLATE "C" NOT NULL DEFAULT 'default';
+ALTER TABLE task_throughput ADD COLUMN queue text COLLATE "C" NOT NULL DEFAULT 'default';
 
 CREATE OR REPLACE FUNCTION taskq_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
