@@ -540,3 +540,18 @@ async fn the_checker_holds_starts_against_the_queues_pauses_and_limits(#[case] b
     assert_eq!(broken, expected, "{:#?}", report.violations);
     assert_eq!(report.peak_running.get("forged"), Some(&2));
 }
+
+/// The schema holds the queue-name rule too, for writers that bypass the API.
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn the_schema_refuses_a_task_in_a_badly_named_queue(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    for name in ["", "Upper", "with space", "ünï", &"q".repeat(65)] {
+        assert!(store.create_tasks(&[in_queue(name, "x", 0)]).await.is_err(), "{name:?} was stored");
+    }
+    assert!(store.create_tasks(&[in_queue(&"q".repeat(64), "x", 0)]).await.is_ok());
+    assert!(store.create_tasks(&[in_queue("a_b.c-9", "x", 0)]).await.is_ok());
+}
