@@ -157,6 +157,7 @@ async fn expired_lease_is_rescued_exactly_once_by_concurrent_rescuers(#[case] ba
     let retry_soon = |_: &taskq::store::Task| Some(Duration::from_secs(60));
     assert!(store.rescue(10, &retry_soon).await.unwrap().is_empty(), "the lease still holds");
 
+    // What the rescuers race for is time itself: the 1 s lease (no grace) running out.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (one, two) = tokio::join!(store.rescue(10, &retry_soon), store.rescue(10, &retry_soon));
     assert_eq!(one.unwrap().len() + two.unwrap().len(), 1);
@@ -357,6 +358,7 @@ async fn prune_deletes_old_terminal_tasks_with_their_history(#[case] backend: Ba
     store.cancel(created[1].task.id).await.unwrap();
     let week = Duration::from_secs(7 * 86_400);
     assert_eq!(store.prune(week, week, 100).await.unwrap(), 0, "nothing is old enough");
+    // A retention of zero prunes what completed before now: let the clock move past it.
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(store.prune(Duration::ZERO, Duration::ZERO, 100).await.unwrap(), 2);
     assert!(store.get_task(done.id).await.unwrap().is_none());
