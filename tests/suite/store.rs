@@ -455,3 +455,41 @@ async fn a_connection_the_server_closed_while_it_sat_idle_is_replaced_not_failed
 async fn woken(listener: &mut sqlx::postgres::PgListener) -> bool {
     tokio::time::timeout(Duration::from_millis(500), listener.recv()).await.is_ok()
 }
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_manual_retry_wakes_workers_only_if_it_requeued_the_task(#[case] backend: Backend) {
+    use futures_util::StreamExt;
+    use taskq::store::Hint;
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut wakeups = store.wakeups().await.unwrap();
+    let mut next_hint = async || {
+        tokio::time::timeout(Duration::from_secs(20), wakeups.next())
+            .await
+            .expect("a wake-up in time")
+            .unwrap()
+            .unwrap()
+    };
+    let runnable_in = |queue: &str| Hint::Runnable(Some(vec![queue.to_owned()]));
+    // Each queue's wake-ups are told apart by name: a refused retry would wake `refused`.
+    let mut queued = noop("stays queued");
+    queued.queue = "refused".into();
+    let queued = store.create_tasks(&[queued]).await.unwrap()[0].task.id;
+    assert_eq!(next_hint().await, runnable_in("refused"), "the insert's own wake-up");
+    let mut cancelled = noop("cancelled, then retried");
+    cancelled.queue = "done".into();
+    let cancelled = store.create_tasks(&[cancelled]).await.unwrap()[0].task.id;
+    assert_eq!(next_hint().await, runnable_in("done"), "the insert's own wake-up");
+    assert!(matches!(store.cancel(cancelled).await.unwrap(), Transition::Done(_)));
+
+    assert_eq!(store.retry(queued).await.unwrap(), Transition::Conflict(TaskStatus::Queued));
+    assert_eq!(store.retry(uuid::Uuid::now_v7()).await.unwrap(), Transition::NotFound);
+    assert!(matches!(store.retry(cancelled).await.unwrap(), Transition::Done(_)));
+    // Wake-ups arrive in the order they were sent, so a refused retry that woke the
+    // workers would show here, before the one the done retry sent.
+    assert_eq!(next_hint().await, runnable_in("done"), "only the retry that requeued its task woke anyone");
+    store.close().await;
+}
