@@ -17,8 +17,8 @@ use crate::backoff::RetryPolicy;
 /// The default database when nothing is configured: an SQLite file beside the process.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://taskq.db";
 
-/// What one process does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What one process does (`ROLE`, or `--role` on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
     /// The HTTP API and the dashboard.
     Server,
