@@ -724,6 +724,27 @@ async fn the_committed_openapi_document_matches_the_code() {
     app.stop().await;
 }
 
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn payload_numbers_at_the_ends_of_the_f64_range_are_kept_and_read_back(#[case] backend: Backend) {
+    let app =
+        spawn_app_with(backend, Registry::with_builtins(0.01), |c| c.role = taskq::config::Role::Server)
+            .await;
+    // PostgreSQL's jsonb writes the largest as 309 digits; parsed back without exact
+    // rounding they overflowed, so its task could not be read, nor any list holding it.
+    let payload = json!({"huge": 1.7976931348623155e308, "tiny": 8.345367399168785e-294, "n": -1});
+    let task = app.create(json!({"name": "n", "type": "noop", "payload": payload})).await;
+    assert_eq!(task["payload"], payload);
+    let id = task["id"].as_str().unwrap();
+    let (status, read) = json_of(app.get(&format!("/api/tasks/{id}")).await).await;
+    assert_eq!((status, &read["payload"]), (200, &payload));
+    let (status, list) = json_of(app.get("/api/tasks").await).await;
+    assert_eq!((status, &list["tasks"][0]["payload"]), (200, &payload));
+    app.stop().await;
+}
+
 #[actix_rt::test]
 async fn configured_cors_origins_are_allowed_and_others_are_not() {
     let app = spawn_app_with(Backend::Sqlite, Registry::with_builtins(0.01), |c| {
