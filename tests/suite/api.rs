@@ -188,7 +188,7 @@ async fn bad_requests_get_a_json_error_naming_the_problem_and_store_nothing(#[ca
             "huge number",
             json!({"name": "a", "type": "noop", "priority": 1e300}).to_string(),
             400,
-            "invalid type",
+            "expected a whole number",
         ),
         (
             "payload not object",
@@ -708,8 +708,14 @@ async fn probes_metrics_types_and_the_dashboard_answer(#[case] backend: Backend)
 
 #[actix_rt::test]
 async fn the_committed_openapi_document_matches_the_code() {
-    let app = spawn_app(Backend::Sqlite).await;
-    let served = app.get("/api/openapi.json").await.text().await.unwrap();
+    // The committed copy is the document of a server with API_TOKEN set, the fuller one.
+    let app = spawn_app_with(Backend::Sqlite, Registry::with_builtins(0.01), |c| {
+        c.api_tokens = vec!["token".into()];
+    })
+    .await;
+    let response = app.get("/api/openapi.json").await;
+    assert_eq!(response.status(), 200, "the document stays open with API_TOKEN set");
+    let served = response.text().await.unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(path, &served).unwrap();
@@ -721,6 +727,71 @@ async fn the_committed_openapi_document_matches_the_code() {
     );
     let document: Value = serde_json::from_str(&served).unwrap();
     assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["security"], json!([{"bearer": []}]));
+    let operations: Vec<&Value> = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .collect();
+    assert_eq!(operations.len(), 15);
+    for operation in &operations {
+        assert!(operation["responses"].get("401").is_some(), "401 documented: {operation}");
+    }
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn without_api_token_the_openapi_document_declares_no_authentication() {
+    let mut registry = Registry::with_builtins(0.01);
+    registry.register("resize", Deliver);
+    let app = spawn_app_with(Backend::Sqlite, registry, |_| {}).await;
+    let document: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    assert_eq!(document.get("security"), None);
+    assert_eq!(document["components"].get("securitySchemes"), None);
+    assert!(!document.to_string().contains("\"401\""), "no 401 is ever answered");
+    assert_eq!(
+        document["components"]["schemas"]["CreateTask"]["properties"]["type"]["enum"],
+        json!(["fail", "noop", "resize", "run_query", "send_email", "sleep", "webhook"]),
+        "the types this server's registry has"
+    );
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn what_the_openapi_document_calls_valid_is_accepted(#[case] backend: Backend) {
+    let app =
+        spawn_app_with(backend, Registry::with_builtins(0.01), |c| c.role = taskq::config::Role::Server)
+            .await;
+    // JSON Schema's integers include 5.0 and 1e0.
+    let (status, task) = json_of(
+        app.post("/api/tasks", &json!({"name": "n", "type": "noop", "priority": 5.0, "max_retries": 1e0}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!((task["priority"].as_i64(), task["max_retries"].as_i64()), (Some(5), Some(1)));
+    for (body, needle) in [
+        (json!({"name": "n", "type": "noop", "priority": 5.5}), "expected a whole number"),
+        (json!({"name": "n", "type": "noop", "priority": 1e300}), "expected a whole number"),
+        (json!({"name": "\u{2003}\t", "type": "noop"}), "must not be empty"),
+    ] {
+        let (status, error) = json_of(app.post("/api/tasks", &body).await).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(error["error"].as_str().unwrap().contains(needle), "{error}");
+    }
+    let (status, settings) = json_of(
+        app.client.patch(app.url("/api/queues/q")).json(&json!({"max_running": 3.0})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!((status, settings["max_running"].as_i64()), (200, Some(3)));
+    // A cursor is what `next_cursor` answers: a hyphenated UUID, nothing looser.
+    let simple = uuid::Uuid::now_v7().simple().to_string();
+    let (status, _) = json_of(app.get(&format!("/api/tasks?cursor={simple}")).await).await;
+    assert_eq!(status, 400);
     app.stop().await;
 }
 
@@ -742,6 +813,24 @@ async fn payload_numbers_at_the_ends_of_the_f64_range_are_kept_and_read_back(#[c
     assert_eq!((status, &read["payload"]), (200, &payload));
     let (status, list) = json_of(app.get("/api/tasks").await).await;
     assert_eq!((status, &list["tasks"][0]["payload"]), (200, &payload));
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_method_a_resource_does_not_serve_is_answered_405_with_allow() {
+    let app = spawn_app(Backend::Sqlite).await;
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/api/tasks", "GET, POST"),
+        (reqwest::Method::PUT, "/api/tasks/batch", "POST"),
+        (reqwest::Method::POST, "/api/stats", "GET"),
+        (reqwest::Method::DELETE, "/api/queues/default", "GET, PATCH"),
+        (reqwest::Method::GET, "/api/tasks/00000000-0000-0000-0000-000000000000/cancel", "POST"),
+    ] {
+        let response = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
+    assert_eq!(app.get("/api/nothing-here").await.status(), 404, "an unknown path is still 404");
     app.stop().await;
 }
 
