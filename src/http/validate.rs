@@ -105,6 +105,7 @@ pub struct CreateTask {
     #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
     /// The named queue: 1 to 64 characters of `[a-z0-9_.-]`, default `default`.
+    #[serde(default, deserialize_with = "queue_field")]
     #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_.-]{1,64}$", example = "emails")]
     pub queue: Option<String>,
 }
@@ -116,6 +117,12 @@ pub struct CreateBatch {
     /// 1 to 1000 tasks, created in one transaction: all or none.
     #[schema(min_items = 1, max_items = 1000)]
     pub tasks: Vec<CreateTask>,
+}
+
+/// `queue` as given, with its name in the message when it is not a string (serde's
+/// messages name the type, not the field).
+fn queue_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d).map_err(|e| D::Error::custom(format!("queue: {e}")))
 }
 
 /// A task's queue: `default` when absent, else a valid queue name.
