@@ -17,8 +17,8 @@ use crate::backoff::RetryPolicy;
 /// The default database when nothing is configured: an SQLite file beside the process.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://taskq.db";
 
-/// What one process does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What one process does (`ROLE`, or `--role` on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
     /// The HTTP API and the dashboard.
     Server,
@@ -380,22 +380,18 @@ fn database_url(raw: &RawSettings) -> Result<String, ConfigError> {
             "DB_SSL_MODE: invalid value {ssl_mode:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
         )));
     }
-    let encode = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    Ok(format!(
-        "postgres://{}:{}@{host}:{port}/{}?sslmode={ssl_mode}",
-        encode(user),
-        encode(password),
-        encode(database)
-    ))
+    // The parts go to sqlx as its own connect parameters (`host`, `port`, `user`,
+    // `password`, `dbname`, `sslmode`), so none of them needs URL syntax: any
+    // character of a password or a database name arrives as given.
+    let mut url = url::Url::parse("postgres://").expect("a valid base URL");
+    url.query_pairs_mut()
+        .append_pair("host", host)
+        .append_pair("port", &port.to_string())
+        .append_pair("user", user)
+        .append_pair("password", password)
+        .append_pair("dbname", database)
+        .append_pair("sslmode", ssl_mode);
+    Ok(url.into())
 }
 
 fn number<T>(
@@ -468,20 +464,36 @@ mod tests {
     }
 
     #[test]
-    fn original_variables_build_a_postgres_url() {
-        let raw = RawSettings {
-            db_host: Some("db".into()),
-            db_port: Some("5433".into()),
-            db_username: Some("user".into()),
-            db_password: Some("p@ss word".into()),
-            db_database: Some("tasks".into()),
-            db_ssl_mode: Some("disable".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            Config::from_raw(raw).unwrap().database_url,
-            "postgres://user:p%40ss%20word@db:5433/tasks?sslmode=disable"
-        );
+    fn original_variables_reach_sqlx_as_given() {
+        use std::str::FromStr;
+
+        use sqlx::postgres::{PgConnectOptions, PgSslMode};
+        let awkward = [
+            ("db", "user", "p@ss word", "tasks"),
+            ("10.0.0.7", "me@corp:x/y", "%41&b=c+d?#/:é", "my db/with?odd#name%20"),
+        ];
+        for (host, user, password, database) in awkward {
+            let raw = RawSettings {
+                db_host: Some(host.into()),
+                db_port: Some("5433".into()),
+                db_username: Some(user.into()),
+                db_password: Some(password.into()),
+                db_database: Some(database.into()),
+                db_ssl_mode: Some("disable".into()),
+                ..Default::default()
+            };
+            let url = Config::from_raw(raw).unwrap().database_url;
+            let parsed = PgConnectOptions::from_str(&url).unwrap();
+            let expected = PgConnectOptions::new_without_pgpass()
+                .host(host)
+                .port(5433)
+                .username(user)
+                .password(password)
+                .database(database)
+                .ssl_mode(PgSslMode::Disable);
+            // Debug shows every setting, the password included.
+            assert_eq!(format!("{parsed:?}"), format!("{expected:?}"), "{url}");
+        }
     }
 
     #[test]

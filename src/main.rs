@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use taskq::app::{Application, open_store};
-use taskq::config::Config;
+use taskq::config::{Config, Role};
 use taskq::handlers::Registry;
 
 #[derive(Parser)]
@@ -15,9 +15,9 @@ use taskq::handlers::Registry;
     about = "Distributed background task processing backed by PostgreSQL or SQLite"
 )]
 struct Cli {
-    /// Overrides ROLE: server, worker or all.
-    #[arg(long, global = true)]
-    role: Option<String>,
+    /// Overrides ROLE.
+    #[arg(long, global = true, value_enum, ignore_case = true)]
+    role: Option<Role>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -69,12 +69,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(role: Option<String>) -> anyhow::Result<Config> {
+fn load_config(role: Option<Role>) -> anyhow::Result<Config> {
     let mut raw = taskq::config::RawSettings::load()?;
     if role.is_some() {
-        raw.role = role;
+        // `--role` wins: ROLE is neither read nor checked.
+        raw.role = None;
     }
-    Ok(Config::from_raw(raw)?)
+    let mut config = Config::from_raw(raw)?;
+    if let Some(role) = role {
+        config.role = role;
+    }
+    Ok(config)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -108,4 +113,32 @@ fn healthcheck(config: &Config) -> anyhow::Result<()> {
     let status = response.lines().next().unwrap_or_default();
     anyhow::ensure!(status.contains(" 200 "), "unhealthy: {status}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Role};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn role_takes_one_of_the_three_roles_and_nothing_else() {
+        for (given, role) in
+            [("server", Role::Server), ("worker", Role::Worker), ("all", Role::All), ("Worker", Role::Worker)]
+        {
+            let cli = Cli::try_parse_from(["taskq", "--role", given]).unwrap();
+            assert_eq!(cli.role, Some(role), "{given}");
+        }
+        let cli = Cli::try_parse_from(["taskq", "migrate", "--role", "worker"]).unwrap();
+        assert_eq!(cli.role, Some(Role::Worker), "global: also after a subcommand");
+        assert_eq!(Cli::try_parse_from(["taskq"]).unwrap().role, None);
+        let error = Cli::try_parse_from(["taskq", "--role", "boss"]).err().expect("boss is refused");
+        assert_eq!(error.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(error.to_string().contains("[possible values: server, worker, all]"), "{error}");
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::store::{AttemptRef, Completion, Failure, Stats, Task, TaskEvent};
+use crate::store::{AttemptRef, Completion, Stats, Task, TaskEvent};
 
 /// Dispatcher → Executor: run this claimed attempt. Sent only to an idle executor.
 #[derive(Message)]
@@ -112,6 +112,5 @@ pub enum Broadcast {
 #[rtype(result = "tokio::sync::mpsc::Receiver<Broadcast>")]
 pub struct Subscribe;
 
-/// A completed attempt and a failed one are both outcomes the writer batches.
+/// A completed attempt, as the Completer batches it.
 pub type Ack = Record<Completion>;
-pub type FailureRecord = Record<Failure>;

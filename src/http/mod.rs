@@ -46,6 +46,16 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
 }
 
+/// The answer of an API resource to a method it does not serve: 405 with the methods
+/// it does in `Allow`.
+fn only(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, allow))
+            .json(serde_json::json!({ "error": format!("method not allowed; allowed: {allow}") }))
+    })
+}
+
 /// Builds the actix-web `App` for the server role (`full`) or a worker's ops listener.
 pub fn app(
     state: web::Data<AppState>,
@@ -94,9 +104,21 @@ pub fn app(
             if full {
                 cfg.configure(dashboard::routes).service(
                     web::scope("/api")
-                        .route("/stats", web::get().to(ops::stats))
-                        .route("/openapi.json", web::get().to(openapi::serve))
-                        .route("/tasks/stream", web::get().to(stream::stream))
+                        .service(
+                            web::resource("/stats")
+                                .route(web::get().to(ops::stats))
+                                .default_service(only("GET")),
+                        )
+                        .service(
+                            web::resource("/openapi.json")
+                                .route(web::get().to(openapi::serve))
+                                .default_service(only("GET")),
+                        )
+                        .service(
+                            web::resource("/tasks/stream")
+                                .route(web::get().to(stream::stream))
+                                .default_service(only("GET")),
+                        )
                         .service(
                             web::resource("/tasks/batch")
                                 .app_data(
@@ -104,7 +126,8 @@ pub fn app(
                                         .limit(BATCH_JSON_LIMIT)
                                         .error_handler(error::json_error),
                                 )
-                                .route(web::post().to(tasks::create_batch)),
+                                .route(web::post().to(tasks::create_batch))
+                                .default_service(only("POST")),
                         )
                         .configure(tasks::routes)
                         .configure(queues::routes),

@@ -2,11 +2,11 @@
 //! annotations and types, so it cannot drift from the code. `docs/openapi.json` is a
 //! committed copy that a test keeps current; `/docs` renders it offline.
 
-use actix_web::HttpResponse;
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{ops, queues, stream, tasks, validate};
+use super::{AppState, ops, queues, stream, tasks, validate};
 use crate::store;
 
 #[derive(OpenApi)]
@@ -14,7 +14,8 @@ use crate::store;
     info(
         title = "taskq",
         description = "Distributed background task processing. Every error is JSON `{\"error\": \"...\"}`. \
-                       When the server has API_TOKEN set, every /api route needs `Authorization: Bearer <token>`.",
+                       A server with API_TOKEN set serves this document with bearer authentication on \
+                       every operation (and 401 among the answers); this document itself stays open.",
         license(name = "MIT")
     ),
     paths(
@@ -28,32 +29,94 @@ use crate::store;
         store::Stats, store::Throughput, store::MinuteThroughput, store::WorkerInfo,
         store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue
     )),
-    modifiers(&BearerAuth),
     tags((name = "tasks", description = "Create, inspect, cancel and retry tasks"),
          (name = "queues", description = "Named queues: figures, global limits, pause and resume"),
          (name = "stats", description = "Statistics and the live stream"))
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+/// The document a server serves: with `auth` (API_TOKEN set), every operation needs a
+/// bearer token and may answer 401; without, none does. `docs/openapi.json` is the
+/// document with `auth`.
+pub fn document(auth: bool, task_types: &[&str]) -> String {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+    refine(&mut document, auth, task_types);
+    serde_json::to_string_pretty(&document).expect("the OpenAPI document serialises")
+}
 
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-        openapi.security =
-            Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+/// What the annotations cannot say.
+fn refine(document: &mut Value, auth: bool, task_types: &[&str]) {
+    let create = &mut document["components"]["schemas"]["CreateTask"];
+    // A request may schedule with `run_at` or with `delay_seconds`, not both.
+    create["not"] = json!({ "required": ["run_at", "delay_seconds"] });
+    for text in ["name", "idempotency_key"] {
+        create["properties"][text]["pattern"] = json!(validate::text_pattern());
+    }
+    // The types this server's registry has (matched without regard to case).
+    create["properties"]["type"]["enum"] = json!(task_types);
+
+    // A filter given empty is no filter.
+    if let Some(parameters) = document["paths"]["/api/tasks"]["get"]["parameters"].as_array_mut() {
+        for parameter in parameters {
+            let schema = match parameter["name"].as_str() {
+                Some("status") => {
+                    json!({ "anyOf": [{ "$ref": "#/components/schemas/TaskStatus" }, { "const": "" }] })
+                }
+                Some("queue") => json!({ "type": "string", "pattern": "^([a-z0-9_.-]{1,64})?$" }),
+                Some("cursor") => {
+                    json!({ "anyOf": [{ "type": "string", "format": "uuid" }, { "const": "" }] })
+                }
+                _ => continue,
+            };
+            parameter["schema"] = schema;
+        }
+    }
+    // Each Server-Sent Event of the stream, as an object of its fields (without
+    // `itemSchema`, OpenAPI 3.1 has `schema` describe one event): `data` is JSON.
+    let event = |name: &str, schema: &str, id: bool| {
+        let mut event = json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": { "const": name },
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": { "$ref": format!("#/components/schemas/{schema}") },
+                },
+                "id": { "type": "string", "description": "The id of the last `task` event sent" },
+                "retry": { "type": "integer" },
+            },
+        });
+        if id {
+            event["required"] = json!(["event", "data", "id"]);
+        }
+        event
+    };
+    document["paths"]["/api/tasks/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"] =
+        json!({ "oneOf": [event("stats", "Stats", false), event("task", "TaskEvent", true)] });
+
+    if !auth {
+        return;
+    }
+    document["components"]["securitySchemes"] = json!({ "bearer": { "type": "http", "scheme": "bearer" } });
+    document["security"] = json!([{ "bearer": [] }]);
+    let unauthorized = json!({
+        "description": "Missing or invalid bearer token",
+        "headers": { "WWW-Authenticate": { "schema": { "type": "string", "const": "Bearer" } } },
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
+    });
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for operation in
+            paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut())
+        {
+            operation["responses"]["401"] = unauthorized.clone();
+        }
     }
 }
 
-/// The document as served and as committed in `docs/openapi.json`.
-pub fn document() -> String {
-    ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises")
-}
-
-pub async fn serve() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(document())
+/// `GET /api/openapi.json`, open even with API_TOKEN set.
+pub async fn serve(state: web::Data<AppState>) -> HttpResponse {
+    let document = document(!state.api_tokens.is_empty(), &state.registry.types());
+    HttpResponse::Ok().content_type("application/json").body(document)
 }

@@ -5,16 +5,26 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, only};
 use crate::store::{self, QueueChange, QueueSettings, QueueStats};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/queues", web::get().to(list))
-        .route("/queues/{name}", web::get().to(get))
-        .route("/queues/{name}", web::patch().to(update))
-        .route("/queues/{name}/pause", web::post().to(pause))
-        .route("/queues/{name}/resume", web::post().to(resume));
+    cfg.service(web::resource("/queues").route(web::get().to(list)).default_service(only("GET")))
+        .service(
+            web::resource("/queues/{name}")
+                .route(web::get().to(get))
+                .route(web::patch().to(update))
+                .default_service(only("GET, PATCH")),
+        )
+        .service(
+            web::resource("/queues/{name}/pause").route(web::post().to(pause)).default_service(only("POST")),
+        )
+        .service(
+            web::resource("/queues/{name}/resume")
+                .route(web::post().to(resume))
+                .default_service(only("POST")),
+        );
 }
 
 /// Every known queue.
@@ -30,16 +40,15 @@ pub struct UpdateQueue {
     /// At most this many of the queue's tasks run at once across all workers, 1 to
     /// 1000000; `null` removes the limit.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
+    #[schema(value_type = Option<i64>, required = true, minimum = 1, maximum = 1000000)]
     pub max_running: Option<Option<i64>>,
 }
 
-/// Tells `max_running` given as `null` (`Some(None)`) from left out (`None`), and
-/// names the field when its value has the wrong type.
+/// Tells a field given as `null` (`Some(None)`) from a field left out (`None`), and
+/// names the field when its value is no whole number.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    let value = Option::<i64>::deserialize(d)
-        .map_err(|e| serde::de::Error::custom(format!("max_running must be a whole number or null: {e}")))?;
-    Ok(Some(value))
+    use serde::de::Error as _;
+    super::validate::whole_number(d).map(Some).map_err(|e| D::Error::custom(format!("max_running: {e}")))
 }
 
 /// The largest `max_running`, as the schema's CHECK has it.
@@ -60,7 +69,7 @@ pub(super) async fn list(state: web::Data<AppState>) -> Result<HttpResponse, Api
 
 /// One queue.
 #[utoipa::path(get, path = "/api/queues/{name}", tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
+    params(("name" = String, Path, pattern = "^[a-z0-9_.-]{1,64}$", description = "Queue name")),
     responses((status = 200, body = QueueStats), (status = 400, body = super::tasks::ErrorBody),
               (status = 404, body = super::tasks::ErrorBody)))]
 pub(super) async fn get(
@@ -75,7 +84,7 @@ pub(super) async fn get(
 
 /// Set or remove a queue's global limit; an unknown queue is created.
 #[utoipa::path(patch, path = "/api/queues/{name}", tag = "queues", request_body = UpdateQueue,
-    params(("name" = String, Path, description = "Queue name")),
+    params(("name" = String, Path, pattern = "^[a-z0-9_.-]{1,64}$", description = "Queue name")),
     responses((status = 200, body = QueueSettings), (status = 400, body = super::tasks::ErrorBody),
               (status = 503, body = super::tasks::ErrorBody)))]
 pub(super) async fn update(
@@ -103,7 +112,7 @@ pub(super) async fn update(
 /// Pause a queue: no task of it starts until it is resumed; running ones finish. An
 /// unknown queue is created paused.
 #[utoipa::path(post, path = "/api/queues/{name}/pause", tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
+    params(("name" = String, Path, pattern = "^[a-z0-9_.-]{1,64}$", description = "Queue name")),
     responses((status = 200, body = QueueSettings), (status = 400, body = super::tasks::ErrorBody),
               (status = 503, body = super::tasks::ErrorBody)))]
 pub(super) async fn pause(
@@ -115,7 +124,7 @@ pub(super) async fn pause(
 
 /// Resume a paused queue.
 #[utoipa::path(post, path = "/api/queues/{name}/resume", tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
+    params(("name" = String, Path, pattern = "^[a-z0-9_.-]{1,64}$", description = "Queue name")),
     responses((status = 200, body = QueueSettings), (status = 400, body = super::tasks::ErrorBody),
               (status = 503, body = super::tasks::ErrorBody)))]
 pub(super) async fn resume(

@@ -5,9 +5,9 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::ApiError;
 use super::validate::{CreateBatch, CreateTask, MAX_BATCH};
+use super::{AppState, only};
 use crate::metrics;
 use crate::store::{HistoryEvent, ListFilter, Task, TaskStatus, Transition};
 
@@ -15,13 +15,17 @@ use crate::store::{HistoryEvent, ListFilter, Task, TaskStatus, Transition};
 const PAGE: (u32, u32) = (50, 500);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/tasks", web::post().to(create))
-        .route("/tasks", web::get().to(list))
-        .route("/tasks/{id}", web::get().to(get))
-        .route("/tasks/{id}/history", web::get().to(history))
-        .route("/tasks/{id}/cancel", web::post().to(cancel))
-        .route("/tasks/{id}/retry", web::post().to(retry))
-        .route("/task-types", web::get().to(task_types));
+    cfg.service(
+        web::resource("/tasks")
+            .route(web::post().to(create))
+            .route(web::get().to(list))
+            .default_service(only("GET, POST")),
+    )
+    .service(web::resource("/tasks/{id}").route(web::get().to(get)).default_service(only("GET")))
+    .service(web::resource("/tasks/{id}/history").route(web::get().to(history)).default_service(only("GET")))
+    .service(web::resource("/tasks/{id}/cancel").route(web::post().to(cancel)).default_service(only("POST")))
+    .service(web::resource("/tasks/{id}/retry").route(web::post().to(retry)).default_service(only("POST")))
+    .service(web::resource("/task-types").route(web::get().to(task_types)).default_service(only("GET")));
 }
 
 /// Malformed ids are answered like unknown ones: 404.
@@ -139,7 +143,7 @@ pub(super) struct ListQuery {
     params(("status" = Option<TaskStatus>, Query, description = "Only tasks with this status"),
            ("type" = Option<String>, Query, description = "Only tasks of this type"),
            ("queue" = Option<String>, Query, description = "Only tasks of this queue"),
-           ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
 pub(super) async fn list(
@@ -156,9 +160,13 @@ pub(super) async fn list(
         return Err(ApiError::BadRequest(format!("limit must be from 1 to {}, got {limit}", PAGE.1)));
     }
     let before = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
-        Some(cursor) => {
-            Some(Uuid::parse_str(cursor).map_err(|_| ApiError::BadRequest("cursor is not valid".into()))?)
-        }
+        // A `next_cursor` as answered: a hyphenated UUID (`format: uuid`), nothing looser.
+        Some(cursor) => Some(
+            Some(cursor)
+                .filter(|c| c.len() == 36)
+                .and_then(|c| Uuid::parse_str(c).ok())
+                .ok_or_else(|| ApiError::BadRequest("cursor is not valid".into()))?,
+        ),
         None => None,
     };
     let task_type = query

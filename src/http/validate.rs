@@ -5,7 +5,8 @@
 //! and payloads may not contain NUL characters (PostgreSQL cannot store them).
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::de::{Error as _, Unexpected};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -18,17 +19,61 @@ pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// The most tasks in one batch request.
 pub const MAX_BATCH: usize = 1000;
 
+/// A whole number as JSON Schema's `integer` has it: any number without a fractional
+/// part, `5` as well as `5.0` or `5e0`, so no request the OpenAPI document calls valid is
+/// refused for how it spells a number. `null` is `None`.
+pub fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        // Beyond ±2^53 an f64 is whole anyway; the ranges checked later are far smaller.
+        Some(f) if f.fract() == 0.0 && (-9.0e18..=9.0e18).contains(&f) => Ok(Some(f as i64)),
+        Some(f) if f.fract() == 0.0 => {
+            Err(D::Error::invalid_value(Unexpected::Float(f), &"a whole number within ±9e18"))
+        }
+        _ => Err(D::Error::invalid_type(Unexpected::Other(&format!("number {number}")), &"a whole number")),
+    }
+}
+
+/// What [`text`] accepts, as the OpenAPI document says it: at least one character
+/// that is neither whitespace (what `str::trim` removes: `char::is_whitespace`) nor NUL,
+/// and no NUL anywhere. Built from `char::is_whitespace` itself, so the two agree.
+pub fn text_pattern() -> &'static str {
+    static PATTERN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATTERN.get_or_init(|| {
+        let escape = |c: char| format!("\\u{:04X}", c as u32);
+        let mut class = escape('\0');
+        let mut chars = (char::MIN..=char::MAX).filter(|c| c.is_whitespace()).peekable();
+        while let Some(first) = chars.next() {
+            let mut last = first;
+            while chars.peek().is_some_and(|&next| next as u32 == last as u32 + 1) {
+                last = chars.next().unwrap_or(last);
+            }
+            class.push_str(&escape(first));
+            if last != first {
+                class.push('-');
+                class.push_str(&escape(last));
+            }
+        }
+        format!("^[^\\u0000]*[^{class}][^\\u0000]*$")
+    })
+}
+
 /// `POST /api/tasks`. Field names are TaskQueue-Go's, plus the scheduling and
 /// idempotency fields.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
-    /// 1 to 255 characters.
-    #[schema(required = true, min_length = 1, max_length = 255, example = "Send welcome email")]
+    /// 1 to 255 characters, not all whitespace, no NUL.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, example = "Send welcome email")]
     pub name: Option<String>,
     /// A registered task type (case-insensitive); see `GET /api/task-types`.
     #[serde(rename = "type")]
-    #[schema(required = true, example = "noop")]
+    #[schema(value_type = String, required = true, example = "noop")]
     pub task_type: Option<String>,
     /// A JSON object of at most 1 MiB, checked by the type's handler.
     #[serde(default)]
@@ -36,15 +81,19 @@ pub struct CreateTask {
     pub payload: Option<Value>,
     /// Higher runs first; -1000 to 1000, default 0.
     #[schema(minimum = -1000, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub priority: Option<i64>,
     /// 0 to 100, default 3.
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_retries: Option<i64>,
     /// 1 to 86400, default `WORKER_TIMEOUT`.
     #[schema(minimum = 1, maximum = 86400)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub timeout_seconds: Option<i64>,
     /// Base of the exponential backoff; 0 to 86400, default 1.
     #[schema(minimum = 0, maximum = 86400)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub backoff_seconds: Option<i64>,
     /// When the task becomes runnable (RFC 3339); not with `delay_seconds`.
     pub run_at: Option<DateTime<Utc>>,
@@ -52,6 +101,7 @@ pub struct CreateTask {
     #[schema(minimum = 0, maximum = 31536000)]
     pub delay_seconds: Option<f64>,
     /// A repeat with the same key returns the existing task (200) instead of creating one.
+    /// 1 to 255 characters, not all whitespace, no NUL.
     #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
     /// The named queue: 1 to 64 characters of `[a-z0-9_.-]`, default `default`.
@@ -65,13 +115,14 @@ pub struct CreateTask {
 #[serde(deny_unknown_fields)]
 pub struct CreateBatch {
     /// 1 to 1000 tasks, created in one transaction: all or none.
+    #[schema(min_items = 1, max_items = 1000)]
     pub tasks: Vec<CreateTask>,
 }
 
-/// Names the field when `queue` is not a string (serde's own message does not).
-fn queue_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Option::<String>::deserialize(d)
-        .map_err(|e| serde::de::Error::custom(format!("queue must be a string: {e}")))
+/// `queue` as given, with its name in the message when it is not a string (serde's
+/// messages name the type, not the field).
+fn queue_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d).map_err(|e| D::Error::custom(format!("queue: {e}")))
 }
 
 /// A task's queue: `default` when absent, else a valid queue name.
@@ -204,5 +255,16 @@ impl CreateTask {
             idempotency_key: text(&format!("{field}idempotency_key"), self.idempotency_key, false)?,
             queue: queue_name(&format!("{field}queue"), self.queue)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_text_pattern_names_every_whitespace_character() {
+        assert_eq!(
+            super::text_pattern(),
+            "^[^\\u0000]*[^\\u0000\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028-\\u2029\\u202F\\u205F\\u3000][^\\u0000]*$"
+        );
     }
 }

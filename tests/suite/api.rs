@@ -18,77 +18,115 @@ pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON ({status}): {body}")))
 }
 
+/// `send_email` with a known outcome: delivers at once and says to whom (the demo
+/// handler of that name fails a quarter of its runs at random).
+struct Deliver;
+
+#[async_trait::async_trait]
+impl taskq::handlers::Handler for Deliver {
+    async fn run(&self, task: taskq::handlers::TaskContext) -> taskq::handlers::HandlerResult {
+        Ok(Some(json!({ "delivered_to": task.payload["to"] })))
+    }
+}
+
+/// An RFC 3339 time of a JSON answer, or a panic naming the field.
+fn time_of(value: &Value, field: &str) -> chrono::DateTime<chrono::Utc> {
+    let text = value[field].as_str().unwrap_or_else(|| panic!("{field} is not a string: {value}"));
+    chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{field}: {e}: {text}")).to_utc()
+}
+
 #[rstest]
 #[case::postgres(Backend::Postgres)]
 #[case::sqlite(Backend::Sqlite)]
 #[actix_rt::test]
 async fn the_original_api_creates_runs_and_reports_a_task(#[case] backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut registry = Registry::with_builtins(0.01);
+    registry.register("send_email", Deliver);
+    let app = spawn_app_with(backend, registry, |_| {}).await;
     let created = app
         .create(json!({"name": "Test Email", "type": "send_email", "priority": 5,
                        "payload": {"to": "user@example.com", "subject": "Test", "body": "hi"}}))
         .await;
-    for field in ["id", "name", "type", "status", "priority", "retry_count", "max_retries", "created_at"] {
-        assert!(created.get(field).is_some(), "create answer lacks {field}: {created}");
-    }
-    assert_eq!((created["status"].as_str(), created["priority"].as_i64()), (Some("queued"), Some(5)));
-    let id = created["id"].as_str().unwrap();
+    let id = created["id"].as_str().expect("id is a string").to_owned();
+    uuid::Uuid::parse_str(&id).expect("id is a UUID");
+    assert_eq!(created["name"], "Test Email");
+    assert_eq!(created["type"], "send_email");
+    assert_eq!(created["status"], "queued");
+    assert_eq!(created["priority"], 5);
+    assert_eq!(created["retry_count"], 0);
+    assert_eq!(created["max_retries"], 3);
+    assert_eq!(created["payload"], json!({"to": "user@example.com", "subject": "Test", "body": "hi"}));
+    time_of(&created, "created_at");
 
-    let task = wait_for("the email task to finish", DEADLINE, || async {
-        let task: Value = app.get(&format!("/api/tasks/{id}")).await.json().await.ok()?;
-        (task["status"] == "succeeded" || task["status"] == "failed").then_some(task)
-    })
-    .await;
-    for field in [
-        "id",
-        "name",
-        "type",
-        "payload",
-        "status",
-        "priority",
-        "retry_count",
-        "max_retries",
-        "last_error",
-        "timeout_seconds",
-        "created_at",
-        "updated_at",
-        "started_at",
-        "completed_at",
-        "run_at",
-        "result",
-        "worker_id",
-    ] {
-        assert!(task.get(field).is_some(), "task lacks {field}: {task}");
-    }
+    // A second task fails once, waits its one retry out (at least 1 s) and fails for good.
+    let failing = app
+        .create(json!({"name": "Bounce", "type": "fail", "max_retries": 1, "backoff_seconds": 0,
+                       "payload": {"message": "mailbox full"}}))
+        .await;
+    let failing_id = failing["id"].as_str().unwrap().to_owned();
+
+    let task = app.wait_for_status(&id, "succeeded", DEADLINE).await;
+    assert_eq!(task["id"], id.as_str());
+    assert_eq!((task["name"].as_str(), task["type"].as_str()), (Some("Test Email"), Some("send_email")));
+    assert_eq!(task["payload"], created["payload"]);
+    assert_eq!((task["priority"].as_i64(), task["retry_count"].as_i64()), (Some(5), Some(0)));
+    assert_eq!((task["max_retries"].as_i64(), task["timeout_seconds"].as_i64()), (Some(3), Some(30)));
+    assert_eq!(task["result"], json!({"delivered_to": "user@example.com"}));
+    assert_eq!(task["last_error"], Value::Null);
+    assert!(task["worker_id"].as_str().is_some_and(|w| w.starts_with("test-worker-")), "{task}");
+    let (created_at, started_at) = (time_of(&task, "created_at"), time_of(&task, "started_at"));
+    let completed_at = time_of(&task, "completed_at");
+    assert!(created_at <= started_at && started_at <= completed_at, "{task}");
+    assert!(time_of(&task, "run_at") <= started_at && time_of(&task, "updated_at") >= completed_at);
+
+    let failed = app.wait_for_status(&failing_id, "failed", DEADLINE).await;
+    assert_eq!((failed["retry_count"].as_i64(), failed["max_retries"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(failed["last_error"], "mailbox full");
+    assert_eq!(failed["result"], Value::Null);
+    time_of(&failed, "completed_at");
+
     let (status, history) = json_of(app.get(&format!("/api/tasks/{id}/history")).await).await;
     assert_eq!(status, 200);
-    assert_eq!(history[0]["event_type"], "task_queued");
-    for field in
-        ["event_type", "status", "retry_count", "worker_id", "error_message", "next_run_at", "created_at"]
-    {
-        assert!(history[0].get(field).is_some(), "event lacks {field}");
+    let history = history.as_array().expect("history is an array");
+    let steps: Vec<_> = history.iter().map(|e| (e["event_type"].as_str(), e["status"].as_str())).collect();
+    assert_eq!(
+        steps,
+        [
+            (Some("task_queued"), Some("queued")),
+            (Some("task_started"), Some("running")),
+            (Some("task_succeeded"), Some("succeeded"))
+        ]
+    );
+    for event in history {
+        assert_eq!(event["task_id"], id.as_str());
+        assert_eq!(event["retry_count"], 0);
+        assert_eq!((&event["error_message"], &event["next_run_at"]), (&Value::Null, &Value::Null));
+        time_of(event, "created_at");
     }
+    assert_eq!(history[0]["worker_id"], Value::Null);
+    assert_eq!(history[1]["worker_id"], task["worker_id"]);
 
     let (status, stats) = json_of(app.get("/api/stats").await).await;
     assert_eq!(status, 200);
-    for field in [
-        "total_tasks",
-        "queued_tasks",
-        "running_tasks",
-        "succeeded_tasks",
-        "failed_tasks",
-        "avg_retry_count",
-        "tasks_with_retries",
-        "cancelled_tasks",
-        "scheduled_tasks",
-        "throughput",
-        "oldest_runnable_age_seconds",
-        "live_workers",
-    ] {
-        assert!(stats.get(field).is_some(), "stats lack {field}");
+    let counts = [
+        ("total_tasks", 2),
+        ("queued_tasks", 0),
+        ("running_tasks", 0),
+        ("succeeded_tasks", 1),
+        ("failed_tasks", 1),
+        ("tasks_with_retries", 1),
+        ("cancelled_tasks", 0),
+        ("scheduled_tasks", 0),
+        ("live_workers", 1),
+    ];
+    for (field, expected) in counts {
+        assert_eq!(stats[field].as_i64(), Some(expected), "{field}: {stats}");
     }
-    assert_eq!(stats["total_tasks"], 1);
-    assert_eq!(stats["live_workers"], 1);
+    assert_eq!(stats["avg_retry_count"].as_f64(), Some(0.5), "one retry over two tasks: {stats}");
+    assert_eq!(stats["oldest_runnable_age_seconds"], Value::Null, "nothing is runnable");
+    let minutes = stats["throughput"]["per_minute"].as_array().expect("throughput.per_minute");
+    let total = |field: &str| minutes.iter().map(|m| m[field].as_i64().unwrap()).sum::<i64>();
+    assert_eq!((total("succeeded"), total("failed")), (1, 1), "{stats}");
     assert_eq!(
         json_of(app.get("/health").await).await,
         (200, json!({"status": "healthy", "database": "connected"}))
@@ -150,7 +188,7 @@ async fn bad_requests_get_a_json_error_naming_the_problem_and_store_nothing(#[ca
             "huge number",
             json!({"name": "a", "type": "noop", "priority": 1e300}).to_string(),
             400,
-            "invalid type",
+            "expected a whole number",
         ),
         (
             "payload not object",
@@ -351,27 +389,97 @@ async fn concurrent_repeats_of_an_idempotency_key_create_one_task(#[case] backen
     app.stop().await;
 }
 
+/// Runs SQL on a test app's database, whichever its backend.
+async fn execute_sql(db: &TestDb, sql: &str) {
+    match db.backend {
+        Backend::Postgres => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+        Backend::Sqlite => {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// A count from the test app's database.
+async fn count_sql(db: &TestDb, sql: &str) -> i64 {
+    match db.backend {
+        Backend::Postgres => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+        Backend::Sqlite => {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+}
+
 #[rstest]
 #[case::postgres(Backend::Postgres)]
 #[case::sqlite(Backend::Sqlite)]
 #[actix_rt::test]
 async fn a_batch_is_created_all_or_nothing(#[case] backend: Backend) {
-    let app = spawn_app(backend).await;
-    let tasks: Vec<Value> = (0..1000).map(|i| json!({"name": format!("b{i}"), "type": "noop"})).collect();
-    let (status, created) = json_of(app.post("/api/tasks/batch", &json!({"tasks": tasks})).await).await;
+    // No worker: the history holds exactly the `task_queued` events of what was created.
+    let app =
+        spawn_app_with(backend, Registry::with_builtins(0.01), |c| c.role = taskq::config::Role::Server)
+            .await;
+    let batch = |prefix: &str| -> Vec<Value> {
+        (0..1000).map(|i| json!({"name": format!("{prefix}{i}"), "type": "noop"})).collect()
+    };
+    let (status, created) = json_of(app.post("/api/tasks/batch", &json!({"tasks": batch("b")})).await).await;
     assert_eq!(status, 201);
     assert_eq!(created["tasks"].as_array().unwrap().len(), 1000);
 
-    let mut bad = tasks.clone();
-    bad[500] = json!({"name": "b500", "type": "noop", "priority": 99999});
-    let (status, error) = json_of(app.post("/api/tasks/batch", &json!({"tasks": bad})).await).await;
+    // Validation refuses a batch before the database sees it...
+    let mut invalid = batch("v");
+    invalid[500] = json!({"name": "v500", "type": "noop", "priority": 99999});
+    let (status, error) = json_of(app.post("/api/tasks/batch", &json!({"tasks": invalid})).await).await;
     assert_eq!(status, 400);
     assert!(error["error"].as_str().unwrap().starts_with("tasks[500].priority"), "{error}");
     let too_many: Vec<Value> = (0..1001).map(|i| json!({"name": format!("x{i}"), "type": "noop"})).collect();
     let (status, _) = json_of(app.post("/api/tasks/batch", &json!({"tasks": too_many})).await).await;
     assert_eq!(status, 400);
+
+    // ...and the database refuses one row of a valid batch, after the 500 rows before
+    // it were written in the same transaction: none of them, nor their history, remains.
+    execute_sql(
+        &app.db,
+        match backend {
+            Backend::Postgres => {
+                "CREATE FUNCTION refuse_r500() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+                 CREATE TRIGGER refuse_r500 BEFORE INSERT ON tasks FOR EACH ROW \
+                 WHEN (NEW.name = 'r500') EXECUTE FUNCTION refuse_r500();"
+            }
+            Backend::Sqlite => {
+                "CREATE TRIGGER refuse_r500 BEFORE INSERT ON tasks WHEN NEW.name = 'r500' \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+            }
+        },
+    )
+    .await;
+    let (status, error) = json_of(app.post("/api/tasks/batch", &json!({"tasks": batch("r")})).await).await;
+    assert_eq!(status, 500, "{error}");
+    assert_eq!(error["error"], "internal error", "the database's message stays in the log");
+
+    assert_eq!(count_sql(&app.db, "SELECT count(*) FROM tasks WHERE name LIKE 'r%'").await, 0);
+    assert_eq!(count_sql(&app.db, "SELECT count(*) FROM tasks").await, 1000, "only the first batch");
+    assert_eq!(
+        count_sql(&app.db, "SELECT count(*) FROM task_history").await,
+        1000,
+        "only the first batch's task_queued events"
+    );
+    assert_eq!(
+        count_sql(&app.db, "SELECT count(*) FROM task_history WHERE task_id NOT IN (SELECT id FROM tasks)")
+            .await,
+        0,
+        "no history of a task that does not exist"
+    );
     let (_, stats) = json_of(app.get("/api/stats").await).await;
-    assert_eq!(stats["total_tasks"], 1000, "the rejected batches stored nothing");
+    assert_eq!(stats["total_tasks"], 1000, "the counters saw nothing of the refused batches");
     app.stop().await;
 }
 
@@ -407,28 +515,48 @@ async fn with_api_token_set_every_api_route_needs_a_valid_bearer_token() {
     app.stop().await;
 }
 
+/// A live stream's frames as `(event name, data)`, read as far as a test needs.
+struct Events {
+    stream: futures_util::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    buffer: String,
+    events: Vec<(String, Value)>,
+}
+
+impl Events {
+    fn of(response: reqwest::Response) -> Self {
+        let stream = response.bytes_stream().map(|chunk| chunk.map(|bytes| bytes.to_vec())).boxed();
+        Self { stream, buffer: String::new(), events: Vec::new() }
+    }
+
+    /// Reads on until `enough` says stop (within the deadline); returns every event so far.
+    async fn until(&mut self, mut enough: impl FnMut(&[(String, Value)]) -> bool) -> &[(String, Value)] {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !enough(&self.events) {
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("events in time")
+                .unwrap()
+                .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let name =
+                    frame.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message").to_owned();
+                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    self.events.push((name, serde_json::from_str(data).unwrap()));
+                }
+            }
+        }
+        &self.events
+    }
+}
+
 /// Reads SSE frames from a response until `enough` says stop.
 async fn read_events(
     response: reqwest::Response,
-    mut enough: impl FnMut(&[(String, Value)]) -> bool,
+    enough: impl FnMut(&[(String, Value)]) -> bool,
 ) -> Vec<(String, Value)> {
-    let mut stream = response.bytes_stream();
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !enough(&events) {
-        let chunk =
-            tokio::time::timeout_at(deadline, stream.next()).await.expect("events in time").unwrap().unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
-            let name = frame.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message").to_owned();
-            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
-                events.push((name, serde_json::from_str(data).unwrap()));
-            }
-        }
-    }
-    events
+    Events::of(response).until(enough).await.to_vec()
 }
 
 #[rstest]
@@ -467,10 +595,10 @@ async fn the_stream_sends_an_event_that_commits_after_a_later_one() {
     })
     .await;
     let early = app.create(json!({"name": "early", "type": "noop"})).await;
-    let stream = app.get("/api/tasks/stream").await;
-    // The stream starts at the newest event of its first tick (200 ms); what follows
-    // happens after that.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut stream = Events::of(app.get("/api/tasks/stream").await);
+    // A new client gets the latest snapshot at once; a second one proves a tick since
+    // it subscribed, so the stream's position is set: what follows happens after it.
+    stream.until(|events| events.iter().filter(|(name, _)| name == "stats").count() >= 2).await;
 
     // A transaction takes a history id and stays open while a later event commits.
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url).await.unwrap();
@@ -484,11 +612,13 @@ async fn the_stream_sends_an_event_that_commits_after_a_later_one() {
     .await
     .unwrap();
     let later = app.create(json!({"name": "later", "type": "noop"})).await;
-    // Several ticks (200 ms each): the stream reads past the open transaction's id.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The stream sends the later event past the open transaction's id, which it
+    // keeps waiting for...
+    stream.until(|events| events.iter().any(|(name, e)| name == "task" && e["task_id"] == later["id"])).await;
     open.commit().await.unwrap();
 
-    let events = read_events(stream, |events| events.iter().any(|(_, e)| e["id"] == late_id)).await;
+    // ...and sends when it commits.
+    let events = stream.until(|events| events.iter().any(|(_, e)| e["id"] == late_id)).await.to_vec();
     let task_events: Vec<_> = events.iter().filter(|(name, _)| name == "task").map(|(_, e)| e).collect();
     let position = |id: i64| task_events.iter().position(|e| e["id"] == id);
     let later_queued = task_events.iter().find(|e| e["task_id"] == later["id"]).expect("the later event");
@@ -585,8 +715,14 @@ async fn probes_metrics_types_and_the_dashboard_answer(#[case] backend: Backend)
 
 #[actix_rt::test]
 async fn the_committed_openapi_document_matches_the_code() {
-    let app = spawn_app(Backend::Sqlite).await;
-    let served = app.get("/api/openapi.json").await.text().await.unwrap();
+    // The committed copy is the document of a server with API_TOKEN set, the fuller one.
+    let app = spawn_app_with(Backend::Sqlite, Registry::with_builtins(0.01), |c| {
+        c.api_tokens = vec!["token".into()];
+    })
+    .await;
+    let response = app.get("/api/openapi.json").await;
+    assert_eq!(response.status(), 200, "the document stays open with API_TOKEN set");
+    let served = response.text().await.unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(path, &served).unwrap();
@@ -598,6 +734,110 @@ async fn the_committed_openapi_document_matches_the_code() {
     );
     let document: Value = serde_json::from_str(&served).unwrap();
     assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["security"], json!([{"bearer": []}]));
+    let operations: Vec<&Value> = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .collect();
+    assert_eq!(operations.len(), 15);
+    for operation in &operations {
+        assert!(operation["responses"].get("401").is_some(), "401 documented: {operation}");
+    }
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn without_api_token_the_openapi_document_declares_no_authentication() {
+    let mut registry = Registry::with_builtins(0.01);
+    registry.register("resize", Deliver);
+    let app = spawn_app_with(Backend::Sqlite, registry, |_| {}).await;
+    let document: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    assert_eq!(document.get("security"), None);
+    assert_eq!(document["components"].get("securitySchemes"), None);
+    assert!(!document.to_string().contains("\"401\""), "no 401 is ever answered");
+    assert_eq!(
+        document["components"]["schemas"]["CreateTask"]["properties"]["type"]["enum"],
+        json!(["fail", "noop", "resize", "run_query", "send_email", "sleep", "webhook"]),
+        "the types this server's registry has"
+    );
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn what_the_openapi_document_calls_valid_is_accepted(#[case] backend: Backend) {
+    let app =
+        spawn_app_with(backend, Registry::with_builtins(0.01), |c| c.role = taskq::config::Role::Server)
+            .await;
+    // JSON Schema's integers include 5.0 and 1e0.
+    let (status, task) = json_of(
+        app.post("/api/tasks", &json!({"name": "n", "type": "noop", "priority": 5.0, "max_retries": 1e0}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!((task["priority"].as_i64(), task["max_retries"].as_i64()), (Some(5), Some(1)));
+    for (body, needle) in [
+        (json!({"name": "n", "type": "noop", "priority": 5.5}), "expected a whole number"),
+        (json!({"name": "n", "type": "noop", "priority": 1e300}), "expected a whole number"),
+        (json!({"name": "\u{2003}\t", "type": "noop"}), "must not be empty"),
+    ] {
+        let (status, error) = json_of(app.post("/api/tasks", &body).await).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(error["error"].as_str().unwrap().contains(needle), "{error}");
+    }
+    let (status, settings) = json_of(
+        app.client.patch(app.url("/api/queues/q")).json(&json!({"max_running": 3.0})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!((status, settings["max_running"].as_i64()), (200, Some(3)));
+    // A cursor is what `next_cursor` answers: a hyphenated UUID, nothing looser.
+    let simple = uuid::Uuid::now_v7().simple().to_string();
+    let (status, _) = json_of(app.get(&format!("/api/tasks?cursor={simple}")).await).await;
+    assert_eq!(status, 400);
+    app.stop().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn payload_numbers_at_the_ends_of_the_f64_range_are_kept_and_read_back(#[case] backend: Backend) {
+    let app =
+        spawn_app_with(backend, Registry::with_builtins(0.01), |c| c.role = taskq::config::Role::Server)
+            .await;
+    // PostgreSQL's jsonb writes the largest as 309 digits; parsed back without exact
+    // rounding they overflowed, so its task could not be read, nor any list holding it.
+    let payload = json!({"huge": 1.7976931348623155e308, "tiny": 8.345367399168785e-294, "n": -1});
+    let task = app.create(json!({"name": "n", "type": "noop", "payload": payload})).await;
+    assert_eq!(task["payload"], payload);
+    let id = task["id"].as_str().unwrap();
+    let (status, read) = json_of(app.get(&format!("/api/tasks/{id}")).await).await;
+    assert_eq!((status, &read["payload"]), (200, &payload));
+    let (status, list) = json_of(app.get("/api/tasks").await).await;
+    assert_eq!((status, &list["tasks"][0]["payload"]), (200, &payload));
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_method_a_resource_does_not_serve_is_answered_405_with_allow() {
+    let app = spawn_app(Backend::Sqlite).await;
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/api/tasks", "GET, POST"),
+        (reqwest::Method::PUT, "/api/tasks/batch", "POST"),
+        (reqwest::Method::POST, "/api/stats", "GET"),
+        (reqwest::Method::DELETE, "/api/queues/default", "GET, PATCH"),
+        (reqwest::Method::GET, "/api/tasks/00000000-0000-0000-0000-000000000000/cancel", "POST"),
+    ] {
+        let response = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
+    assert_eq!(app.get("/api/nothing-here").await.status(), 404, "an unknown path is still 404");
     app.stop().await;
 }
 

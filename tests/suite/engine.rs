@@ -335,7 +335,10 @@ async fn shutdown_finishes_short_tasks_and_releases_long_ones(#[case] backend: B
         ["task_queued", "task_started", "task_requeued"]
     );
     let late = store.create_tasks(&[noop("after shutdown")]).await.unwrap()[0].task.id;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Proving a negative: a Dispatcher still running would claim the task at once on
+    // the insert's wake-up, or else at its next poll (every 100 ms here); three poll
+    // intervals leave it every chance to.
+    tokio::time::sleep(3 * worker_config(1).poll_interval).await;
     assert_eq!(
         store.get_task(late).await.unwrap().unwrap().status,
         TaskStatus::Queued,
@@ -522,7 +525,22 @@ async fn a_task_committed_while_a_claim_missed_it_is_claimed_without_waiting_for
     taskq::bench::wait_listening(&mut conn, 1).await.unwrap();
 
     let first = store.create_tasks(&[noop("first")]).await.unwrap()[0].task.id;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The claim that found `first` has taken its snapshot once its trigger sleeps.
+    let watcher = sqlx::PgPool::connect(&db.url).await.unwrap();
+    wait_for("the claim of the first task to be in flight", DEADLINE, || {
+        let watcher = watcher.clone();
+        async move {
+            let sleeping: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
+            )
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+            (sleeping > 0).then_some(())
+        }
+    })
+    .await;
     let second = store.create_tasks(&[noop("second")]).await.unwrap()[0].task.id;
 
     wait_for_status(&*store, first, TaskStatus::Succeeded, DEADLINE).await;

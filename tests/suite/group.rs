@@ -72,55 +72,83 @@ async fn concurrent_requests_with_one_idempotency_key_store_one_task(#[case] bac
 async fn a_request_that_waits_too_long_for_a_writer_is_refused_and_not_stored() {
     let db = TestDb::new(Backend::Postgres).await;
     let store = db.store().await;
-    let batcher = CreateBatcher::new(store.clone(), 1, Duration::from_millis(300));
+    let max_wait = Duration::from_millis(300);
+    let batcher = CreateBatcher::new(store.clone(), 1, max_wait);
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
     let mut lock = sqlx::Connection::begin(&mut conn).await.unwrap();
     sqlx::query("LOCK TABLE tasks IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
 
-    // The first request takes the only writer, whose insert waits for the lock; the
-    // second waits for the writer past its 300 ms.
+    // The first request takes the only writer, whose insert waits for the lock.
     let (first, second) = (noop("first"), noop("second"));
     let stalled = tokio::spawn({
         let (batcher, first) = (batcher.clone(), first.clone());
         async move { batcher.create(first).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = tokio::spawn({
-        let (batcher, second) = (batcher.clone(), second.clone());
-        async move { batcher.create(second).await }
+    let watcher = sqlx::PgPool::connect(&db.url).await.unwrap();
+    wait_for("the first insert to wait for the lock", Duration::from_secs(20), || {
+        let watcher = watcher.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        }
+    })
+    .await;
+    // The second waits for that writer. What makes it too old is time alone, so the lock
+    // is held for exactly its `max_wait`, counted from when it was queued (the first
+    // poll of `create`, which `join!` makes before the sleep starts).
+    let (refused, ()) = tokio::join!(batcher.create(second.clone()), async move {
+        tokio::time::sleep(max_wait).await;
+        lock.rollback().await.unwrap();
     });
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    lock.rollback().await.unwrap();
+    let refused = refused.unwrap_err();
+    assert!(refused.is_unavailable(), "{refused}");
 
     assert!(stalled.await.unwrap().unwrap().inserted, "the insert that waited for the lock went through");
-    let refused = refused.await.unwrap().unwrap_err();
-    assert!(refused.is_unavailable(), "{refused}");
     assert!(store.get_task(first.id).await.unwrap().is_some());
     assert!(store.get_task(second.id).await.unwrap().is_none(), "a refused request stored nothing");
 }
 
 #[actix_rt::test]
 async fn an_outage_answers_the_whole_group_from_one_attempt() {
-    // Nothing listens on the discard port: every connection attempt is refused until
-    // the pool's acquire timeout.
+    // A listener that accepts connections and never answers: every connection attempt
+    // waits until the pool's acquire timeout, and each shows here when it begins.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (accepted, mut attempts) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+            let _ = accepted.send(());
+        }
+    });
     let options = ConnectOptions {
         acquire_timeout: Duration::from_millis(500),
-        ..ConnectOptions::new("postgres://postgres@127.0.0.1:9/taskq")
+        ..ConnectOptions::new(format!("postgres://postgres@127.0.0.1:{port}/taskq"))
     };
     let store = taskq::store::connect(&options).await.unwrap();
     let batcher = CreateBatcher::new(store, 1, Duration::from_secs(30));
 
-    // The first request holds the only writer while the others queue behind it, so
-    // they form one group.
+    // The first request holds the only writer (its insert is connecting) while the
+    // others queue behind it, so they form one group.
     let first = tokio::spawn({
         let batcher = batcher.clone();
         async move { batcher.create(noop("first")).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(20), attempts.recv()).await.expect("the first insert connects");
     let answers =
         futures_util::future::join_all((0..20).map(|i| batcher.create(noop(&format!("queued{i}"))))).await;
 
-    assert!(first.await.unwrap().unwrap_err().is_unavailable());
+    let first = match first.await.unwrap() {
+        Err(StoreError::Unavailable(cause)) => cause,
+        other => panic!("expected unavailable, got {other:?}"),
+    };
     let causes: Vec<_> = answers
         .into_iter()
         .map(|answer| match answer {
@@ -132,4 +160,6 @@ async fn an_outage_answers_the_whole_group_from_one_attempt() {
         causes.iter().all(|cause| Arc::ptr_eq(cause, &causes[0])),
         "every queued request was answered from the group's one attempt, not retried alone"
     );
+    assert!(!Arc::ptr_eq(&first, &causes[0]), "the first request was written alone, before the group");
+    listener.abort();
 }

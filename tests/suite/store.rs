@@ -157,6 +157,7 @@ async fn expired_lease_is_rescued_exactly_once_by_concurrent_rescuers(#[case] ba
     let retry_soon = |_: &taskq::store::Task| Some(Duration::from_secs(60));
     assert!(store.rescue(10, &retry_soon).await.unwrap().is_empty(), "the lease still holds");
 
+    // What the rescuers race for is time itself: the 1 s lease (no grace) running out.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (one, two) = tokio::join!(store.rescue(10, &retry_soon), store.rescue(10, &retry_soon));
     assert_eq!(one.unwrap().len() + two.unwrap().len(), 1);
@@ -357,6 +358,7 @@ async fn prune_deletes_old_terminal_tasks_with_their_history(#[case] backend: Ba
     store.cancel(created[1].task.id).await.unwrap();
     let week = Duration::from_secs(7 * 86_400);
     assert_eq!(store.prune(week, week, 100).await.unwrap(), 0, "nothing is old enough");
+    // A retention of zero prunes what completed before now: let the clock move past it.
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(store.prune(Duration::ZERO, Duration::ZERO, 100).await.unwrap(), 2);
     assert!(store.get_task(done.id).await.unwrap().is_none());
@@ -452,4 +454,42 @@ async fn a_connection_the_server_closed_while_it_sat_idle_is_replaced_not_failed
 /// Whether a wake-up arrives within half a second (one is sent within milliseconds).
 async fn woken(listener: &mut sqlx::postgres::PgListener) -> bool {
     tokio::time::timeout(Duration::from_millis(500), listener.recv()).await.is_ok()
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_manual_retry_wakes_workers_only_if_it_requeued_the_task(#[case] backend: Backend) {
+    use futures_util::StreamExt;
+    use taskq::store::Hint;
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut wakeups = store.wakeups().await.unwrap();
+    let mut next_hint = async || {
+        tokio::time::timeout(Duration::from_secs(20), wakeups.next())
+            .await
+            .expect("a wake-up in time")
+            .unwrap()
+            .unwrap()
+    };
+    let runnable_in = |queue: &str| Hint::Runnable(Some(vec![queue.to_owned()]));
+    // Each queue's wake-ups are told apart by name: a refused retry would wake `refused`.
+    let mut queued = noop("stays queued");
+    queued.queue = "refused".into();
+    let queued = store.create_tasks(&[queued]).await.unwrap()[0].task.id;
+    assert_eq!(next_hint().await, runnable_in("refused"), "the insert's own wake-up");
+    let mut cancelled = noop("cancelled, then retried");
+    cancelled.queue = "done".into();
+    let cancelled = store.create_tasks(&[cancelled]).await.unwrap()[0].task.id;
+    assert_eq!(next_hint().await, runnable_in("done"), "the insert's own wake-up");
+    assert!(matches!(store.cancel(cancelled).await.unwrap(), Transition::Done(_)));
+
+    assert_eq!(store.retry(queued).await.unwrap(), Transition::Conflict(TaskStatus::Queued));
+    assert_eq!(store.retry(uuid::Uuid::now_v7()).await.unwrap(), Transition::NotFound);
+    assert!(matches!(store.retry(cancelled).await.unwrap(), Transition::Done(_)));
+    // Wake-ups arrive in the order they were sent, so a refused retry that woke the
+    // workers would show here, before the one the done retry sent.
+    assert_eq!(next_hint().await, runnable_in("done"), "only the retry that requeued its task woke anyone");
+    store.close().await;
 }
