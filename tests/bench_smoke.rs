@@ -69,3 +69,28 @@ fn the_raw_sql_scale_experiment_runs_and_prints_its_table() {
         assert_eq!(row.split_whitespace().count(), 9, "a median and range for 1, 2, 4 and 8 clients: {row}");
     }
 }
+
+#[test]
+fn the_a_b_script_alternates_two_binaries_and_prints_their_ratio() {
+    let out = std::env::temp_dir().join(format!("taskq-ab-{}", std::process::id()));
+    let bin = env!("CARGO_BIN_EXE_taskq");
+    let output = std::process::Command::new("bash")
+        .args(["bench/ab.sh", bin, bin, "1", "--", "drain", "--no-baseline", "--drain-tasks", "300"])
+        .args(["--concurrency", "5"])
+        .env("DATABASE_URL", pg_admin_url())
+        .env("AB_OUT", &out)
+        .output()
+        .expect("bash runs");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{table}{}", String::from_utf8_lossy(&output.stderr));
+    let row = table
+        .lines()
+        .find(|line| line.contains("completed tasks/s, concurrency 5"))
+        .unwrap_or_else(|| panic!("no drain row: {table}"));
+    let ratio: f64 = row.split_whitespace().last().unwrap().parse().expect("a ratio ends the row");
+    assert!(ratio > 0.0, "{row}");
+    for side in ["a-1.json", "b-1.json"] {
+        assert!(out.join(side).exists(), "{side} kept");
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
