@@ -25,6 +25,18 @@ fn in_queue(queue: &str, name: &str, priority: i32) -> NewTask {
     task
 }
 
+/// `count` tasks of the built-in `sleep` handler in `queue`, named `queue-i`.
+fn sleeps(queue: &str, count: usize, ms: u64) -> Vec<NewTask> {
+    (0..count)
+        .map(|i| {
+            let mut task = NewTask::new("sleep", json!({ "ms": ms }));
+            task.name = format!("{queue}-{i}");
+            task.queue = queue.to_owned();
+            task
+        })
+        .collect()
+}
+
 fn limit(n: i32) -> QueueChange {
     QueueChange { max_running: Some(Some(n)), paused: None }
 }
@@ -214,15 +226,7 @@ async fn one_slow_queue_never_starves_another_in_the_same_worker(#[case] backend
         QueueSpec { name: "imports".into(), concurrency: 2 },
         QueueSpec { name: "emails".into(), concurrency: 2 },
     ];
-    let slow: Vec<NewTask> = (0..20)
-        .map(|i| {
-            let mut task = NewTask::new("sleep", json!({"ms": 5_000}));
-            task.name = format!("import-{i}");
-            task.queue = "imports".into();
-            task
-        })
-        .collect();
-    store.create_tasks(&slow).await.unwrap();
+    store.create_tasks(&sleeps("imports", 20, 5_000)).await.unwrap();
     let worker = Worker::start(store.clone(), Arc::new(Registry::with_builtins(1.0)), config);
     wait_for("the imports to occupy their executors", DEADLINE, || {
         let store = store.clone();
@@ -280,15 +284,7 @@ async fn after_a_pause_is_answered_no_task_of_the_queue_starts_until_it_is_resum
     let mut config = test_config("unused").worker;
     config.queues = vec![QueueSpec { name: "bulk".into(), concurrency: 2 }];
     let worker = Worker::start(store.clone(), Arc::new(Registry::with_builtins(1.0)), config);
-    let tasks: Vec<NewTask> = (0..3000)
-        .map(|i| {
-            let mut task = NewTask::new("sleep", json!({"ms": 1}));
-            task.name = format!("bulk-{i}");
-            task.queue = "bulk".into();
-            task
-        })
-        .collect();
-    store.create_tasks(&tasks).await.unwrap();
+    store.create_tasks(&sleeps("bulk", 3000, 1)).await.unwrap();
     wait_for("some tasks to finish", DEADLINE, || {
         let store = store.clone();
         async move { (stats(&*store).await.ok()?.succeeded_tasks >= 50).then_some(()) }
