@@ -347,11 +347,15 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // The poll covers lost hints: of new tasks and of a pause.
+        // The poll covers lost hints: of new tasks, and of a pause while tasks wait in
+        // the local queue (the only state a pause changes here; a limit set or removed
+        // is learnt from its hint, or from the one every reconnect of the listener sends).
         ctx.run_interval(self.config.poll_interval, |dispatcher, ctx| {
             dispatcher.drained = false;
             dispatcher.claim(ctx);
-            dispatcher.read_settings(ctx);
+            if !dispatcher.ready.is_empty() {
+                dispatcher.read_settings(ctx);
+            }
         });
         // Checked four times per allowed wait: no task waits past 5/8 of the grace.
         let expiry_check = (self.config.lease_grace / 8).max(Duration::from_millis(10));

@@ -266,8 +266,9 @@ pub async fn stats(store: &dyn Store) -> Result<Stats> {
     })
 }
 
-/// Each known queue's figures; a queue that has counters but no settings row (none
-/// should) is listed too, without a limit.
+/// Each known queue's figures, by name; a queue that has counters but no settings row
+/// (none should) is listed too, without a limit. One pass over each input: a stats
+/// tick costs the same per queue however many queues there are.
 fn queue_stats(
     settings: &[QueueSettings],
     counts: &[(String, TaskStatus, StatusCount)],
@@ -275,33 +276,58 @@ fn queue_stats(
     throughput: &[(String, MinuteThroughput)],
     workers: &[WorkerInfo],
 ) -> Vec<QueueStats> {
-    let mut names: std::collections::BTreeSet<&str> = settings.iter().map(|s| s.name.as_str()).collect();
-    names.extend(counts.iter().map(|(queue, _, _)| queue.as_str()));
-    names
-        .into_iter()
-        .map(|name| {
-            let setting = settings.iter().find(|s| s.name == name);
-            let count = |status: TaskStatus| {
-                counts.iter().filter(|(q, s, _)| q == name && *s == status).map(|(_, _, c)| c.tasks).sum()
-            };
-            let shape = shapes.iter().find(|(q, _)| q == name).map(|(_, s)| s.clone()).unwrap_or_default();
-            QueueStats {
-                name: name.to_owned(),
-                max_running: setting.and_then(|s| s.max_running),
-                paused: setting.is_some_and(|s| s.paused),
-                queued: count(TaskStatus::Queued),
-                running: count(TaskStatus::Running),
-                succeeded: count(TaskStatus::Succeeded),
-                failed: count(TaskStatus::Failed),
-                cancelled: count(TaskStatus::Cancelled),
-                scheduled: shape.scheduled,
-                oldest_runnable_age_seconds: shape.oldest_runnable_age_seconds,
-                throughput: Throughput {
-                    window_minutes: THROUGHPUT_WINDOW_MINUTES,
-                    per_minute: sum_minutes(throughput.iter().filter(|(q, _)| q == name).map(|(_, m)| m)),
-                },
-                workers: workers.iter().filter(|w| w.serves(name)).map(|w| w.worker_id.clone()).collect(),
+    let mut queues: std::collections::BTreeMap<&str, QueueStats> = std::collections::BTreeMap::new();
+    let empty = |name: &str| QueueStats {
+        name: name.to_owned(),
+        max_running: None,
+        paused: false,
+        queued: 0,
+        running: 0,
+        succeeded: 0,
+        failed: 0,
+        cancelled: 0,
+        scheduled: 0,
+        oldest_runnable_age_seconds: None,
+        throughput: Throughput { window_minutes: THROUGHPUT_WINDOW_MINUTES, per_minute: Vec::new() },
+        workers: Vec::new(),
+    };
+    for setting in settings {
+        let queue = queues.entry(&setting.name).or_insert_with(|| empty(&setting.name));
+        (queue.max_running, queue.paused) = (setting.max_running, setting.paused);
+    }
+    for (name, status, count) in counts {
+        let queue = queues.entry(name).or_insert_with(|| empty(name));
+        *match status {
+            TaskStatus::Queued => &mut queue.queued,
+            TaskStatus::Running => &mut queue.running,
+            TaskStatus::Succeeded => &mut queue.succeeded,
+            TaskStatus::Failed => &mut queue.failed,
+            TaskStatus::Cancelled => &mut queue.cancelled,
+        } += count.tasks;
+    }
+    for (name, shape) in shapes {
+        if let Some(queue) = queues.get_mut(name.as_str()) {
+            queue.scheduled = shape.scheduled;
+            queue.oldest_runnable_age_seconds = shape.oldest_runnable_age_seconds;
+        }
+    }
+    let mut minutes: std::collections::HashMap<&str, Vec<&MinuteThroughput>> = Default::default();
+    for (name, minute) in throughput {
+        minutes.entry(name).or_default().push(minute);
+    }
+    for worker in workers {
+        for name in worker.queue_names() {
+            if let Some(queue) = queues.get_mut(name) {
+                queue.workers.push(worker.worker_id.clone());
             }
+        }
+    }
+    queues
+        .into_values()
+        .map(|mut queue| {
+            let of_queue = minutes.remove(queue.name.as_str()).unwrap_or_default();
+            queue.throughput.per_minute = sum_minutes(of_queue.into_iter());
+            queue
         })
         .collect()
 }
@@ -341,6 +367,14 @@ fn match_created(requested: &[NewTask], inserted: Vec<Task>, existing: Vec<Task>
             by_key.get(key).map(|task| Created { task: (*task).clone(), inserted: false })
         })
         .collect()
+}
+
+/// The distinct queue names among `queues`, sorted.
+fn distinct<'a>(queues: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = queues.collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// Whether any of the failures written (`written`: their task ids) put a task back in

@@ -299,9 +299,9 @@ pub struct WorkerInfo {
 }
 
 impl WorkerInfo {
-    /// Whether this worker serves `queue`.
-    pub fn serves(&self, queue: &str) -> bool {
-        self.queues.split(',').any(|entry| entry.split('=').next() == Some(queue))
+    /// The names of the queues it serves.
+    pub fn queue_names(&self) -> impl Iterator<Item = &str> {
+        self.queues.split(',').filter_map(|entry| entry.split('=').next()).filter(|name| !name.is_empty())
     }
 }
 

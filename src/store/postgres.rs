@@ -307,10 +307,8 @@ impl Store for PgStore {
         .await?;
 
         let runnable = inserted.iter().filter(|task| task.run_at <= task.created_at);
-        let mut woken: Vec<&str> = runnable.map(|task| task.queue.as_str()).collect();
+        let woken = super::distinct(runnable.map(|task| task.queue.as_str()));
         if !woken.is_empty() {
-            woken.sort_unstable();
-            woken.dedup();
             self.wake_workers(Some(woken));
         }
 

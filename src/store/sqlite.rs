@@ -234,10 +234,7 @@ impl Store for SqliteStore {
         let at = now();
         let mut inserted = Vec::with_capacity(tasks.len());
         let mut existing = Vec::new();
-        let mut queues: Vec<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
-        queues.sort_unstable();
-        queues.dedup();
-        for queue in &queues {
+        for queue in super::distinct(tasks.iter().map(|t| t.queue.as_str())) {
             Self::ensure_queue(&mut tx, queue, at).await?;
         }
         for new in tasks {
@@ -281,12 +278,10 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await?;
-        let runnable = inserted.iter().filter(|t| t.run_at <= now()).map(|t| t.queue.clone());
-        let mut woken: Vec<String> = runnable.collect();
+        let runnable = inserted.iter().filter(|t| t.run_at <= now());
+        let woken = super::distinct(runnable.map(|t| t.queue.as_str()));
         if !woken.is_empty() {
-            woken.sort_unstable();
-            woken.dedup();
-            self.wake_workers(Hint::Runnable(Some(woken)));
+            self.wake_workers(Hint::Runnable(Some(woken.into_iter().map(str::to_owned).collect())));
         }
         Ok(match_created(tasks, inserted, existing))
     }

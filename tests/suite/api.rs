@@ -700,9 +700,12 @@ async fn probes_metrics_types_and_the_dashboard_answer(#[case] backend: Backend)
     }
     // The queue's figures carry its name.
     let series = |name: &str| metrics.lines().filter(|l| l.starts_with(name)).collect::<Vec<_>>().join("\n");
-    for name in
-        ["taskq_queue_depth{", "taskq_oldest_runnable_task_age_seconds{", "taskq_task_attempts_total{"]
-    {
+    for name in [
+        "taskq_queue_depth{",
+        "taskq_oldest_runnable_task_age_seconds{",
+        "taskq_task_attempts_total{",
+        "taskq_task_duration_seconds_bucket{",
+    ] {
         assert!(series(name).contains("queue=\"default\""), "{name} has no queue label: {}", series(name));
     }
     let page = app.get("/").await;
