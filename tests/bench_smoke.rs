@@ -94,3 +94,24 @@ fn the_a_b_script_alternates_two_binaries_and_prints_their_ratio() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn the_wal_script_counts_bytes_per_task_of_both_phases() {
+    let output = std::process::Command::new("bash")
+        .args(["bench/wal-per-task.sh", env!("CARGO_BIN_EXE_taskq"), "300"])
+        .env("DATABASE_URL", pg_admin_url())
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let line = stdout.lines().last().expect("a JSON line");
+    let counts: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(counts["tasks"], 300);
+    for phase in ["enqueue_wal_bytes_per_task", "drain_wal_bytes_per_task"] {
+        let bytes = counts[phase].as_i64().unwrap_or_default();
+        assert!(
+            (100..100_000).contains(&bytes),
+            "{phase}: {bytes} bytes a task is no count of this workload"
+        );
+    }
+}
