@@ -8,7 +8,7 @@
 # Without any of these it stops with a message: the suite never skips PostgreSQL.
 # Source it: `source scripts/postgres.sh`.
 
-source "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/postgres-bin.sh"
 
 pg_answers() {
     if command -v psql >/dev/null 2>&1; then
@@ -19,33 +19,11 @@ pg_answers() {
     fi
 }
 
-find_pg_bin() {
-    local dir
-    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
-        dirname "$(command -v initdb)"; return 0
-    fi
-    for dir in /usr/lib/postgresql/*/bin; do
-        [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }
-    done
-    return 1
-}
-
 start_throwaway_pg() {
-    local bin dir port runas=()
-    bin=$(find_pg_bin) || return 1
-    dir=$(mktemp -d /tmp/taskq-pg.XXXXXX)
-    port=$(free_port)
-    if [ "$(id -u)" = 0 ]; then
-        id postgres >/dev/null 2>&1 || useradd --system postgres
-        chown postgres "$dir"
-        runas=(runuser -u postgres --)
-    fi
-    "${runas[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >/dev/null
-    "${runas[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
-    trap '"${runas[@]}" "'"$bin"'/pg_ctl" -D "'"$dir"'/data" -m immediate stop >/dev/null 2>&1; rm -rf "'"$dir"'"' EXIT
-    export TASKQ_TEST_PG="postgres://postgres@127.0.0.1:$port/postgres"
-    echo "postgres.sh: started a throwaway PostgreSQL on port $port ($dir)"
+    start_pg_server taskq-pg 300 || return 1
+    trap stop_pg_server EXIT
+    export TASKQ_TEST_PG=$PG_SERVER_URL
+    echo "postgres.sh: started a throwaway PostgreSQL at $PG_SERVER_URL ($PG_SERVER_DIR)"
 }
 
 if [ -z "${TASKQ_TEST_PG:-}" ] && [[ "${DATABASE_URL:-}" == postgres* ]]; then
