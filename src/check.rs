@@ -1259,7 +1259,7 @@ impl Source {
     }
 
     async fn history(&mut self, first: Uuid, last: Uuid) -> Result<Vec<HistoryEvent>, CheckError> {
-        const SQL: &str = "SELECT h.*, t.queue FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
+        const SQL: &str = "SELECT h.*, t.queue FROM task_events AS h JOIN tasks AS t ON t.id = h.task_id \
                            WHERE h.task_id BETWEEN $1 AND $2 ORDER BY h.task_id, h.id";
         Ok(match self {
             Self::Postgres(tx) => sqlx::query_as(SQL).bind(first).bind(last).fetch_all(&mut **tx).await?,

@@ -336,8 +336,8 @@ impl Store for PgStore {
 
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>> {
         Ok(sqlx::query_as(
-            "SELECT h.*, t.queue FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
-             WHERE h.task_id = $1 ORDER BY h.id",
+            "SELECT e.*, t.queue FROM task_events AS e JOIN tasks AS t ON t.id = e.task_id \
+             WHERE e.task_id = $1 ORDER BY e.id",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -695,15 +695,24 @@ impl Store for PgStore {
             return Ok(0);
         }
         // A task's events go with it (task_history has no foreign key to cascade).
+        // Each scan walks the primary key from the oldest id up to the cutoff's: a task
+        // made after the cutoff cannot have finished before it.
         let deleted: i64 = sqlx::query_scalar(
             r#"
-            WITH pruned AS (
+            WITH cutoff AS MATERIALIZED (
+                SELECT now() - make_interval(secs => $1) AS succeeded,
+                       now() - make_interval(secs => $2) AS failed
+            ), pruned AS (
                 DELETE FROM tasks WHERE id IN (
-                    (SELECT id FROM tasks WHERE status = 'succeeded'
-                       AND completed_at < now() - make_interval(secs => $1) LIMIT $3)
+                    (SELECT id FROM tasks, cutoff
+                     WHERE id < taskq_v7_floor(cutoff.succeeded)
+                       AND status = 'succeeded' AND completed_at < cutoff.succeeded
+                     ORDER BY id LIMIT $3)
                     UNION ALL
-                    (SELECT id FROM tasks WHERE status IN ('failed', 'cancelled')
-                       AND completed_at < now() - make_interval(secs => $2) LIMIT $3)
+                    (SELECT id FROM tasks, cutoff
+                     WHERE id < taskq_v7_floor(cutoff.failed)
+                       AND status IN ('failed', 'cancelled') AND completed_at < cutoff.failed
+                     ORDER BY id LIMIT $3)
                 )
                 RETURNING id
             ), events AS (
@@ -727,8 +736,11 @@ impl Store for PgStore {
     async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<TaskEvent>> {
         Ok(sqlx::query_as(
             r#"
-            SELECT h.*, t.queue, t.type, t.name FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id
-            WHERE h.id > $1 ORDER BY h.id LIMIT $2
+            SELECT e.*, t.queue, t.type, t.name FROM (
+                SELECT * FROM task_events WHERE id > $1 AND recorded_id > $1 ORDER BY id LIMIT $2
+            ) AS e
+            JOIN tasks AS t ON t.id = e.task_id
+            ORDER BY e.id
             "#,
         )
         .bind(after)
@@ -738,9 +750,19 @@ impl Store for PgStore {
     }
 
     async fn last_event_id(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT coalesce(max(id), 0)::int8 FROM task_history")
-            .fetch_one(&self.pool)
-            .await?)
+        // The highest id in `task_events`, read from the parts whose ids are indexed
+        // (a start recorded with its end has a lower id than its end's row).
+        Ok(sqlx::query_scalar(
+            r#"
+            SELECT coalesce(greatest(
+                (SELECT max(id) FROM task_history),
+                (SELECT max(started_event_id) FROM tasks WHERE status = 'running'),
+                (SELECT max(completed_event_id) FROM tasks WHERE status = 'succeeded')
+            ), 0)::int8
+            "#,
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn wakeups(&self) -> Result<Wakeups> {

@@ -553,7 +553,7 @@ pub struct Event {
 /// Every history event of a PostgreSQL database, oldest first.
 pub async fn pg_events(url: &str) -> Vec<Event> {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
-    sqlx::query_as("SELECT task_id, event_type::text, worker_id, created_at FROM task_history ORDER BY id")
+    sqlx::query_as("SELECT task_id, event_type::text, worker_id, created_at FROM task_events ORDER BY id")
         .fetch_all(&mut conn)
         .await
         .unwrap()

@@ -50,7 +50,7 @@ async fn progress(url: &str, n: i64) {
 async fn first_start_after(url: &str, since: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.ok()?;
     sqlx::query_scalar(
-        "SELECT min(h.created_at) FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
+        "SELECT min(h.created_at) FROM task_events AS h JOIN tasks AS t ON t.id = h.task_id \
          WHERE t.queue = $1 AND h.event_type = 'task_started' AND h.created_at > $2",
     )
     .bind(QUEUE)

@@ -24,7 +24,8 @@
 /// timeout plus `$3` seconds; returns them in claim order. The queue's gate
 /// (`taskq_claim_gate`, migrations/postgres) says how many it may take (none while the
 /// queue is paused, no more than its limit leaves free) and when they start; its
-/// `LIMIT` is evaluated before the scan locks any row.
+/// `LIMIT` is evaluated before the scan locks any row. Each attempt's `task_started`
+/// event is the task row itself (`started_event_id`): no history row is written.
 pub(super) const CLAIM: &str = r#"
     WITH gate AS MATERIALIZED (
         SELECT * FROM taskq_claim_gate($4, $1::int)
@@ -41,38 +42,34 @@ pub(super) const CLAIM: &str = r#"
             attempt = t.attempt + 1,
             started_at = (SELECT claimed_at FROM gate),
             updated_at = (SELECT claimed_at FROM gate),
-            locked_until = (SELECT claimed_at FROM gate) + make_interval(secs => t.timeout_seconds + $3)
+            locked_until = (SELECT claimed_at FROM gate) + make_interval(secs => t.timeout_seconds + $3),
+            started_event_id = nextval('task_history_id_seq')
         WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
         RETURNING t.*
-    ), history AS (
-        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, created_at)
-        SELECT id, 'task_started', 'running', retry_count, worker_id, started_at FROM claimed
     )
     SELECT * FROM claimed ORDER BY priority DESC, run_at, id
 "#;
 
 /// Marks the attempts `($1 ids, $2 attempts)` of worker `$4` succeeded with results
-/// `$3`, where the attempt still holds its live lease; returns the ids written.
+/// `$3`, where the attempt still holds its live lease; returns the ids written. The
+/// success's event is the task row itself (`completed_event_id`, migrations/postgres):
+/// no history row is written.
 pub(super) const COMPLETE: &str = r#"
     WITH input AS MATERIALIZED (
         SELECT i.*, 'running'::task_status AS running, $4::text AS worker_id, now() AS now
         FROM unnest($1::uuid[], $2::int[], $3::text[]) AS i (id, attempt, result)
-    ), updated AS (
-        UPDATE tasks AS t SET
-            status = 'succeeded',
-            result = i.result::jsonb,
-            locked_until = NULL,
-            completed_at = now(),
-            updated_at = now()
-        FROM input AS i
-        WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
-          AND t.worker_id = i.worker_id AND t.locked_until >= i.now
-        RETURNING t.id, t.retry_count, t.worker_id
-    ), history AS (
-        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id)
-        SELECT id, 'task_succeeded', 'succeeded', retry_count, worker_id FROM updated
     )
-    SELECT id FROM updated
+    UPDATE tasks AS t SET
+        status = 'succeeded',
+        result = i.result::jsonb,
+        locked_until = NULL,
+        completed_at = now(),
+        updated_at = now(),
+        completed_event_id = nextval('task_history_id_seq')
+    FROM input AS i
+    WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
+      AND t.worker_id = i.worker_id AND t.locked_until >= i.now
+    RETURNING t.id
 "#;
 
 /// Records failed attempts `($1 ids, $2 attempts, $3 events, $4 errors, $5 retry
@@ -97,18 +94,20 @@ pub(super) const APPLY_FAILURES: &str = r#"
         FROM input AS i
         WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
           AND (i.worker_id IS NULL OR (t.worker_id = i.worker_id AND t.locked_until >= i.now))
-        RETURNING t.id, t.status, t.retry_count, t.worker_id, t.run_at, i.event, i.error
+        RETURNING t.id, t.status, t.retry_count, t.worker_id, t.run_at, t.started_event_id,
+                  t.started_at, i.event, i.error
     ), history AS (
-        INSERT INTO task_history
-            (task_id, event_type, status, retry_count, worker_id, error_message, next_run_at)
-        SELECT u.id, e.event_type, u.status, u.retry_count, u.worker_id, u.error, e.next_run_at
+        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id,
+                                  error_message, next_run_at, started_id, started_at)
+        SELECT u.id, e.event_type, u.status, u.retry_count, u.worker_id, u.error, e.next_run_at,
+               e.started_id, e.started_at
         FROM updated AS u
         CROSS JOIN LATERAL (VALUES
-            (1, u.event, NULL::timestamptz),
+            (1, u.event, NULL::timestamptz, u.started_event_id, u.started_at),
             (2, CASE WHEN u.status = 'failed' THEN 'task_failed_final'
                      ELSE 'retry_scheduled' END::task_event,
-                CASE WHEN u.status = 'queued' THEN u.run_at END)
-        ) AS e (ord, event_type, next_run_at)
+                CASE WHEN u.status = 'queued' THEN u.run_at END, NULL, NULL)
+        ) AS e (ord, event_type, next_run_at, started_id, started_at)
         ORDER BY u.id, e.ord
     )
     SELECT id FROM updated
@@ -125,10 +124,12 @@ pub(super) const RELEASE: &str = r#"
         FROM input AS i
         WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
           AND t.worker_id = i.worker_id
-        RETURNING t.id, t.retry_count, t.worker_id
+        RETURNING t.id, t.retry_count, t.worker_id, t.started_event_id, t.started_at
     ), history AS (
-        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message)
-        SELECT id, 'task_requeued', 'queued', retry_count, worker_id, $4 FROM updated
+        INSERT INTO task_history
+            (task_id, event_type, status, retry_count, worker_id, error_message, started_id, started_at)
+        SELECT id, 'task_requeued', 'queued', retry_count, worker_id, $4, started_event_id, started_at
+        FROM updated
     )
     SELECT id FROM updated
 "#;
@@ -320,10 +321,10 @@ mod tests {
     /// A PostgreSQL 15 backend keeps 16 relation locks of a transaction in its own
     /// fast-path slots; more go to the shared lock table, whose partition locks every
     /// concurrent claim and acknowledgement then contends for (docs/benchmarks.md,
-    /// scale). The batch statements lock at most 15 relations (a claim: `tasks` and its
-    /// eight indexes, `task_history` and its two, `task_counts`, `queues` and its key;
-    /// an acknowledgement has `task_throughput` and its index instead of `queues`): one
-    /// index or table more on their path is fine, two more are not.
+    /// scale). The batch statements lock at most 14 relations (a claim: `tasks` and its
+    /// six indexes, the history's id sequence, `task_counts`, `queues` and its key; an
+    /// acknowledgement has `task_throughput` and its index instead of `queues`; a
+    /// failure has `task_history` and its two indexes instead of the sequence).
     #[tokio::test]
     async fn batch_statements_take_only_fast_path_relation_locks() {
         let mut scratch = Scratch::new().await;
