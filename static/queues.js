@@ -284,7 +284,8 @@ export function createQueuesView({ onShowTasks }) {
     const linkLabel = unservedLink.querySelector('.unserved-text');
     if (linkLabel.textContent !== short) {
       linkLabel.textContent = short;
-      unservedLink.setAttribute('aria-label', `${text}: show the queues`);
+      // Said after the visible text, which stays the start of the link's name.
+      unservedLink.querySelector('.unserved-detail').textContent = `: ${text}; show the queues`;
     }
     unserved.dataset.count = String(n);
   }
