@@ -1,30 +1,27 @@
 /* taskq dashboard: the queues view.
  *
- * An ES module, loaded by app.js with import() once the page is up, so the rest of
- * the dashboard works even if this file fails. It owns the "Queues" card: one table
- * row per named queue with its figures from the `stats` event of the live stream
- * (the `queues` array and `unserved_tasks`), and the controls that change a queue:
+ * It owns the "Queues" card: one table row per named queue with its figures from the
+ * `stats` event of the live stream (the `queues` array and `unserved_tasks`), and the
+ * controls that change a queue:
  *
  *   POST  /api/queues/{name}/pause, /resume      ◀─ Pause / Resume button
  *   PATCH /api/queues/{name} {"max_running": n}  ◀─ limit form (Set, No limit)
  *
  * It reads nothing on its own: every figure comes from the stream, and an action's
  * answer (the queue's new settings) is shown at once, until a stats snapshot taken
- * after the change arrives. Requests go through app.js's api(), which adds the API
- * token and asks for one on a 401.
+ * after the change arrives. Requests go through api.js, which adds the API token and
+ * asks for one on a 401.
  */
+
+import { $, flash, fmtDuration, fmtInt, h, parseTs, toast } from './util.js';
+import { api } from './api.js';
 
 /** Size of a row's throughput sparkline: one bar per minute of the server's window. */
 const SPARK_WIDTH = 60;
 const SPARK_HEIGHT = 22;
 
-/**
- * deps: the helpers of app.js this view shares (api, h, fmtInt, fmtDuration, flash,
- * toast, parseTs) and onShowTasks(name), which filters the task list by a queue.
- */
-export function createQueuesView(deps) {
-  const { api, h, fmtInt, fmtDuration, flash, toast, parseTs, onShowTasks } = deps;
-  const $ = (sel) => document.querySelector(sel);
+/** onShowTasks(name) shows the task list searched by a queue. */
+export function createQueuesView({ onShowTasks }) {
 
   const body = $('#queues-body');
   const empty = $('#queues-empty');
@@ -287,7 +284,8 @@ export function createQueuesView(deps) {
     const linkLabel = unservedLink.querySelector('.unserved-text');
     if (linkLabel.textContent !== short) {
       linkLabel.textContent = short;
-      unservedLink.setAttribute('aria-label', `${text}: show the queues`);
+      // Said after the visible text, which stays the start of the link's name.
+      unservedLink.querySelector('.unserved-detail').textContent = `: ${text}; show the queues`;
     }
     unserved.dataset.count = String(n);
   }

@@ -3,11 +3,14 @@
 //! address, never on the worker.
 
 mod auth;
+mod body;
+mod bulk;
 mod dashboard;
 pub mod error;
 mod openapi;
 mod ops;
 mod queues;
+mod search;
 mod stream;
 mod tasks;
 pub mod validate;
@@ -96,6 +99,7 @@ pub fn app(
             }
         })
         .wrap(TracingLogger::default())
+        .wrap(middleware::from_fn(body::drain_unread_body))
         .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(error::json_error))
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PathConfig::default().error_handler(error::path_error))
@@ -129,6 +133,7 @@ pub fn app(
                                 .route(web::post().to(tasks::create_batch))
                                 .default_service(only("POST")),
                         )
+                        .configure(bulk::routes)
                         .configure(tasks::routes)
                         .configure(queues::routes),
                 );

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{AppState, ops, queues, stream, tasks, validate};
+use super::{AppState, bulk, ops, queues, search, stream, tasks, validate};
 use crate::store;
 
 #[derive(OpenApi)]
@@ -20,16 +20,17 @@ use crate::store;
     ),
     paths(
         tasks::create, tasks::create_batch, tasks::list, tasks::get, tasks::history,
-        tasks::cancel, tasks::retry, tasks::task_types, ops::stats, stream::stream,
+        tasks::cancel, tasks::retry, bulk::bulk, tasks::task_types, ops::stats, stream::stream,
         queues::list, queues::get, queues::update, queues::pause, queues::resume
     ),
     components(schemas(
         validate::CreateTask, validate::CreateBatch, tasks::TaskList, tasks::ErrorBody, tasks::TaskTypes,
         store::Task, store::HistoryEvent, store::TaskEvent, store::TaskStatus, store::EventType,
         store::Stats, store::Throughput, store::MinuteThroughput, store::WorkerInfo,
-        store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue
+        store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue,
+        bulk::BulkRequest, search::TaskQuery, store::BulkAction, store::BulkOutcome
     )),
-    tags((name = "tasks", description = "Create, inspect, cancel and retry tasks"),
+    tags((name = "tasks", description = "Create, inspect, search, cancel and retry tasks, one or in bulk"),
          (name = "queues", description = "Named queues: figures, global limits, pause and resume"),
          (name = "stats", description = "Statistics and the live stream"))
 )]
@@ -66,6 +67,11 @@ fn refine(document: &mut Value, auth: bool, task_types: &[&str]) {
                 Some("cursor") => {
                     json!({ "anyOf": [{ "type": "string", "format": "uuid" }, { "const": "" }] })
                 }
+                Some("created_after" | "created_before" | "finished_after" | "finished_before") => {
+                    json!({ "anyOf": [{ "type": "string", "format": "date-time" }, { "const": "" }] })
+                }
+                Some("id") => json!({ "type": "string", "pattern": "^[0-9a-fA-F-]{0,36}$" }),
+                Some("payload") => json!({ "type": "string", "pattern": "^([A-Za-z0-9_.-]{1,64}=.*)?$" }),
                 _ => continue,
             };
             parameter["schema"] = schema;

@@ -2,17 +2,15 @@
 //! (`POST /tasks/batch` is mounted by the caller, with a larger body limit.)
 
 use actix_web::{HttpResponse, web};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::search::TaskQuery;
 use super::validate::{CreateBatch, CreateTask, MAX_BATCH};
 use super::{AppState, only};
 use crate::metrics;
-use crate::store::{HistoryEvent, ListFilter, Task, TaskStatus, Transition};
-
-/// The default and largest page of `GET /api/tasks`.
-const PAGE: (u32, u32) = (50, 500);
+use crate::store::{HistoryEvent, Task, Transition};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -127,62 +125,17 @@ pub(super) async fn history(
     Ok(HttpResponse::Ok().json(events))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListQuery {
-    status: Option<String>,
-    #[serde(rename = "type")]
-    task_type: Option<String>,
-    queue: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-/// Tasks, newest first, one page at a time.
-#[utoipa::path(get, path = "/api/tasks", tag = "tasks",
-    params(("status" = Option<TaskStatus>, Query, description = "Only tasks with this status"),
-           ("type" = Option<String>, Query, description = "Only tasks of this type"),
-           ("queue" = Option<String>, Query, description = "Only tasks of this queue"),
-           ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
-           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
-    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
+/// Tasks, newest first, one page at a time, narrowed by any of the search keys.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(TaskQuery),
+    responses((status = 200, body = TaskList), (status = 400, description = "Invalid search, naming the key", body = ErrorBody)))]
 pub(super) async fn list(
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
+    query: web::Query<TaskQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(s.parse::<TaskStatus>().map_err(ApiError::BadRequest)?),
-        None => None,
-    };
-    let limit = query.limit.unwrap_or(PAGE.0);
-    if !(1..=PAGE.1).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be from 1 to {}, got {limit}", PAGE.1)));
-    }
-    let before = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
-        // A `next_cursor` as answered: a hyphenated UUID (`format: uuid`), nothing looser.
-        Some(cursor) => Some(
-            Some(cursor)
-                .filter(|c| c.len() == 36)
-                .and_then(|c| Uuid::parse_str(c).ok())
-                .ok_or_else(|| ApiError::BadRequest("cursor is not valid".into()))?,
-        ),
-        None => None,
-    };
-    let task_type = query
-        .task_type
-        .filter(|t| !t.is_empty())
-        .map(|t| state.registry.get(&t).map_or(t.clone(), |(canonical, _)| canonical.to_owned()));
-    let queue = match query.queue.filter(|q| !q.is_empty()) {
-        Some(queue) => {
-            crate::store::check_queue_name(&queue)
-                .map_err(|why| ApiError::BadRequest(format!("queue: {why}")))?;
-            Some(queue)
-        }
-        None => None,
-    };
-    let tasks = state.store.list_tasks(&ListFilter { status, task_type, queue, before, limit }).await?;
-    let next_cursor = (tasks.len() as u32 == limit).then(|| tasks.last().map(|t| t.id.to_string())).flatten();
+    let filter = query.into_inner().into_filter(&state.registry)?;
+    let tasks = state.store.list_tasks(&filter).await?;
+    let next_cursor =
+        (tasks.len() as u32 == filter.limit).then(|| tasks.last().map(|t| t.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(TaskList { tasks, next_cursor }))
 }
 

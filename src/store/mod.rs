@@ -12,11 +12,14 @@
 //! Layout:
 //! - `model`: the task, its history, and the inputs/outputs of operations;
 //! - `postgres`, `sqlite`: one module per backend holding every query for it;
-//! - [`stats`]: assembles the statistics snapshot from the backend's counters.
+//! - [`stats`]: assembles the statistics snapshot from the backend's counters;
+//! - [`search`], `bulk`: the task search and bulk actions on it, over both backends.
 
+mod bulk;
 mod group;
 mod model;
 mod postgres;
+pub mod search;
 mod sqlite;
 
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use uuid::Uuid;
 
+pub use bulk::{BULK_PAGE, BulkAction, BulkOutcome, BulkScope, run_bulk};
 pub use group::CreateBatcher;
 pub use model::*;
 pub use postgres::PgStore;
@@ -192,6 +196,11 @@ pub trait Store: Send + Sync + 'static {
     async fn last_event_id(&self) -> Result<i64>;
     /// A stream of wake-up hints.
     async fn wakeups(&self) -> Result<Wakeups>;
+
+    /// Applies a bulk action to those of `ids` whose status allows it, each fenced and
+    /// with its history as the single-task action; returns the ids changed. One
+    /// transaction: callers pass a page ([`run_bulk`]).
+    async fn bulk(&self, ids: &[Uuid], action: BulkAction) -> Result<Vec<Uuid>>;
 }
 
 /// Options for opening a store.

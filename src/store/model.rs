@@ -314,7 +314,9 @@ pub enum Transition {
     Conflict(TaskStatus),
 }
 
-/// Filters and keyset cursor of `GET /api/tasks`, newest first.
+/// Filters and keyset cursor of `GET /api/tasks`, newest first; also the filter of a
+/// bulk action. Every filter set must hold (`src/store/search.rs` says how each is
+/// read and what bounds it).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListFilter {
     pub status: Option<TaskStatus>,
@@ -323,6 +325,25 @@ pub struct ListFilter {
     /// Only tasks older (smaller UUID v7) than this one.
     pub before: Option<Uuid>,
     pub limit: u32,
+    /// Only ids within these bounds, both included: one id, or every id with a prefix.
+    pub ids: Option<(Uuid, Uuid)>,
+    /// Only tasks whose name contains this, ignoring ASCII case.
+    pub name: Option<String>,
+    /// Only tasks created at or after / before this instant.
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only tasks that reached a terminal status at or after / before this instant.
+    pub finished_after: Option<DateTime<Utc>>,
+    pub finished_before: Option<DateTime<Utc>>,
+    /// Only tasks whose payload's top-level `key` holds `value`, compared as text.
+    pub payload: Option<PayloadMatch>,
+}
+
+/// A payload filter: `key=value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayloadMatch {
+    pub key: String,
+    pub value: String,
 }
 
 /// Tasks that reached a terminal failure or success in one minute.

@@ -17,6 +17,8 @@ use super::*;
 use batch_sql::{APPLY_FAILURES, CLAIM, COMPLETE, RELEASE};
 
 mod batch_sql;
+mod bulk;
+mod search;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -345,24 +347,7 @@ impl Store for PgStore {
     }
 
     async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>> {
-        Ok(sqlx::query_as(
-            r#"
-            SELECT * FROM tasks
-            WHERE ($1::task_status IS NULL OR status = $1)
-              AND ($2::text IS NULL OR type = $2)
-              AND ($3::uuid IS NULL OR id < $3)
-              AND ($5::text IS NULL OR queue = $5)
-            ORDER BY id DESC
-            LIMIT $4
-            "#,
-        )
-        .bind(filter.status)
-        .bind(filter.task_type.as_deref())
-        .bind(filter.before)
-        .bind(i64::from(filter.limit))
-        .bind(filter.queue.as_deref())
-        .fetch_all(&self.pool)
-        .await?)
+        search::search(&self.pool, filter).await
     }
 
     async fn claim(
@@ -774,6 +759,14 @@ impl Store for PgStore {
             .into_stream()
             .map(|item| item.map(|n| Hint::from_payload(n.payload())).map_err(StoreError::from))
             .boxed())
+    }
+
+    async fn bulk(&self, ids: &[Uuid], action: BulkAction) -> Result<Vec<Uuid>> {
+        let changed = bulk::act(&self.pool, ids, action).await?;
+        if action == BulkAction::Retry && !changed.is_empty() {
+            self.wake_workers(Some(super::distinct(changed.iter().map(|(_, queue)| queue.as_str()))));
+        }
+        Ok(changed.into_iter().map(|(id, _)| id).collect())
     }
 }
 

@@ -22,6 +22,9 @@ use uuid::Uuid;
 
 use super::*;
 
+mod bulk;
+mod search;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
@@ -301,22 +304,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>> {
-        Ok(sqlx::query_as(
-            r#"
-            SELECT * FROM tasks
-            WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR type = $2)
-              AND ($3 IS NULL OR id < $3) AND ($5 IS NULL OR queue = $5)
-            ORDER BY id DESC
-            LIMIT $4
-            "#,
-        )
-        .bind(filter.status)
-        .bind(filter.task_type.as_deref())
-        .bind(filter.before)
-        .bind(i64::from(filter.limit))
-        .bind(filter.queue.as_deref())
-        .fetch_all(&self.pool)
-        .await?)
+        search::search(&self.pool, filter).await
     }
 
     async fn claim(
@@ -732,5 +720,14 @@ impl Store for SqliteStore {
             }
         })
         .boxed())
+    }
+
+    async fn bulk(&self, ids: &[Uuid], action: BulkAction) -> Result<Vec<Uuid>> {
+        let changed = bulk::act(self, ids, action).await?;
+        if action == BulkAction::Retry && !changed.is_empty() {
+            let queues = super::distinct(changed.iter().map(|(_, queue)| queue.as_str()));
+            self.wake_workers(Hint::Runnable(Some(queues.into_iter().map(str::to_owned).collect())));
+        }
+        Ok(changed.into_iter().map(|(id, _)| id).collect())
     }
 }

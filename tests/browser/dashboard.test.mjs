@@ -13,6 +13,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -26,6 +27,8 @@ const WAIT_MS = 30_000;
 const STEP_TIMEOUT = { timeout: 90_000 };
 /** Names unique to this run, so a reused database does not confuse the assertions. */
 const RUN = `${Date.now().toString(36)}`;
+/** axe-core's browser build, injected into the page to check a view's accessibility. */
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 if (!BASE_URL) throw new Error('TASKQ_URL must be set to the base URL of a running taskq server');
 
@@ -119,6 +122,24 @@ async function apiQueue(name) {
   return (res.body.queues || []).find((q) => q.name === name);
 }
 
+/**
+ * Runs axe-core on the page as it is now (a dialog open, a theme, a width) and fails
+ * on any serious or critical violation, listing each with the elements it found.
+ */
+async function assertAccessible(page, view) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => {
+    const { violations } = await window.axe.run(document, { resultTypes: ['violations'] });
+    return violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join('; ')})`);
+  });
+  assert.deepEqual(violations, [], `axe-core on ${view}`);
+}
+
+/** The ids of the rows the task list shows, in order. */
+const shownIds = (page) => page.locator('#tasks-body tr').evaluateAll((rows) => rows.map((r) => r.dataset.taskId));
+
 /** Full page by default; just the viewport while a dialog is open, as a person sees it. */
 async function screenshot(page, name, { fullPage = true } = {}) {
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage });
@@ -186,6 +207,7 @@ describe('taskq dashboard in a real browser', () => {
     }
     assert.notEqual((await page.locator('#updated-at').textContent()).trim(), 'never');
     await screenshot(page, '01-live');
+    await assertAccessible(page, 'the overview');
   });
 
   it('counts tasks enqueued through the API as they are created and finish', STEP_TIMEOUT, async () => {
@@ -222,7 +244,8 @@ describe('taskq dashboard in a real browser', () => {
   });
 
   it('opens the task detail with its history as a timeline', STEP_TIMEOUT, async () => {
-    await rowFor(page, failTask.id).getByRole('button').click();
+    await rowFor(page, failTask.id).getByRole('link').click();
+    assert.equal(new URL(page.url()).hash, `#/tasks/${failTask.id}`, 'the task has its own URL');
     const drawer = page.locator('#detail');
     await drawer.waitFor({ state: 'visible' });
     await eventually(async () => (await page.locator('#detail-title').textContent()) === failTask.name,
@@ -241,6 +264,7 @@ describe('taskq dashboard in a real browser', () => {
     assert.ok(await drawer.getByRole('button', { name: 'Retry', exact: true }).isVisible(), 'Retry is offered');
     assert.ok(!(await page.locator('#detail-cancel').isVisible()), 'Cancel is not offered for a failed task');
     await screenshot(page, '03-detail-timeline', { fullPage: false });
+    await assertAccessible(page, 'the task detail');
   });
 
   it('retries the failed task from the detail view', STEP_TIMEOUT, async () => {
@@ -313,7 +337,7 @@ describe('taskq dashboard in a real browser', () => {
     await filters.getByLabel('Type').selectOption('fail');
     await typed;
     await eventually(async () => {
-      const types = await page.locator('#tasks-body tr td:nth-child(2)').allTextContents();
+      const types = await page.locator('#tasks-body tr td.c-type').allTextContents();
       return types.length > 0 && types.every((t) => t.trim() === 'fail');
     }, { message: 'only fail-type rows under the type filter' });
     await screenshot(page, '05-filtered');
@@ -359,6 +383,7 @@ describe('taskq dashboard in a real browser', () => {
 
     await form.getByLabel('Type').selectOption('noop');
     await screenshot(page, '06-create-form', { fullPage: false });
+    await assertAccessible(page, 'the create form');
     await form.getByRole('button', { name: 'Create task' }).click();
     await form.waitFor({ state: 'hidden' });
 
@@ -527,7 +552,7 @@ describe('taskq dashboard in a real browser', () => {
 
     // A queue's name in the queues view leads to its tasks.
     await queueRow(page, queueA).getByRole('button', { name: `Show the tasks of queue ${queueA}` }).click();
-    assert.equal(await filter.inputValue(), queueA);
+    await eventually(async () => (await filter.inputValue()) === queueA, { message: 'the queue filter to follow the URL' });
     await eventually(async () => {
       const queues = await shownQueues();
       return queues.length === queueTasks[queueA].length && queues.every((q) => q === queueA);
@@ -536,6 +561,159 @@ describe('taskq dashboard in a real browser', () => {
 
     await filter.selectOption('');
     await eventually(async () => new Set(await shownQueues()).size > 1, { message: 'tasks of every queue again' });
+  });
+
+  it('shows every attempt of a task with its error, live, at a URL of its own', STEP_TIMEOUT, async () => {
+    const task = await createTask({
+      name: `browser attempts ${RUN}`, type: 'fail', payload: { message: 'flaky upstream', n: 1 },
+      max_retries: 1, backoff_seconds: 1,
+    });
+    // A fresh page opened on the task's URL, as a shared link would be.
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE_URL });
+    const shared = await context.newPage();
+    shared.on('pageerror', (error) => pageErrors.push(error.message));
+    try {
+      await shared.goto(`${BASE_URL}/#/tasks/${task.id}`);
+      if (TOKEN) {
+        await shared.locator('#auth-token').fill(TOKEN);
+        await shared.locator('#auth').getByRole('button', { name: 'Use token' }).click();
+      }
+      await shared.locator('#detail').waitFor({ state: 'visible', timeout: WAIT_MS });
+      await eventually(async () => (await shared.locator('#detail-title').textContent()) === task.name,
+        { message: 'the shared URL to open the task' });
+      // Live: the second attempt and the final failure arrive without a reload.
+      await eventually(async () => (await shared.locator('#detail-status').getAttribute('data-status')) === 'failed',
+        { message: 'the task to fail for good' });
+      const attempts = shared.locator('#detail-attempts tr[data-outcome]');
+      await eventually(async () => (await attempts.count()) === 2, { message: 'two attempts in the table' });
+      const cells = await attempts.evaluateAll((rows) => rows.map((r) => [...r.cells].map((c) => c.textContent.trim())));
+      for (const [n, started, ended, duration, worker, outcome] of cells) {
+        assert.ok(n && started !== '—' && ended !== '—' && /\d/.test(duration) && worker !== '—', `attempt ${n}: ${cells}`);
+        assert.match(outcome, /failed/);
+      }
+      assert.match(cells[0][6], /\ds/, 'the first attempt shows its retry delay');
+      assert.match(cells[1][5], /no retries left/);
+      const errors = await shared.locator('#detail-attempts tr.attempt-error').allTextContents();
+      assert.equal(errors.length, 2, 'every failed attempt shows its error');
+      assert.ok(errors.every((e) => e.includes('flaky upstream')), `${errors}`);
+
+      assert.deepEqual(JSON.parse(await shared.locator('#detail-payload').textContent()), task.payload);
+      await shared.getByRole('button', { name: 'Copy payload' }).click();
+      await eventually(async () => {
+        const copied = await shared.evaluate(() => navigator.clipboard.readText());
+        return JSON.stringify(JSON.parse(copied)) === JSON.stringify(task.payload);
+      }, { message: 'the payload on the clipboard' });
+      await screenshot(shared, '14-attempts', { fullPage: false });
+      await assertAccessible(shared, 'a task opened from its URL');
+
+      // Closing goes back to the list's URL.
+      await shared.keyboard.press('Escape');
+      await eventually(async () => new URL(shared.url()).hash === '#/', { message: 'the list URL after closing' });
+    } finally {
+      await shared.close();
+    }
+  });
+
+  it('searches by id, name, payload and time, and the URL holds the search', STEP_TIMEOUT, async () => {
+    const later = { type: 'noop', delay_seconds: 3600 };
+    const alpha = await createTask({ ...later, name: `search alpha ${RUN}`, payload: { customer_id: 42 } });
+    const beta = await createTask({ ...later, name: `search beta ${RUN}`, payload: { customer_id: 7 } });
+    const form = page.locator('#filters');
+    const search = async (fields) => {
+      for (const [label, value] of Object.entries(fields)) await form.getByLabel(label, { exact: true }).fill(value);
+      await form.getByRole('button', { name: 'Search' }).click();
+    };
+
+    await search({ 'Name contains': `SEARCH ALPHA ${RUN}` });
+    await eventually(async () => JSON.stringify(await shownIds(page)) === JSON.stringify([alpha.id]),
+      { message: 'only alpha by name' });
+    assert.match(new URL(page.url()).hash, /^#\/tasks\?name=/, 'the URL holds the search');
+
+    await search({ 'Name contains': RUN, 'Payload key=value': 'customer_id=7' });
+    await eventually(async () => JSON.stringify(await shownIds(page)) === JSON.stringify([beta.id]),
+      { message: 'only beta by payload' });
+    const hash = new URL(page.url()).hash;
+    assert.match(hash, /payload=customer_id%3D7/);
+
+    await search({ 'Name contains': '', 'Payload key=value': '', Id: beta.id.slice(0, 23) });
+    await eventually(async () => JSON.stringify(await shownIds(page)) === JSON.stringify([beta.id]),
+      { message: 'only beta by id prefix' });
+
+    // A time range: nothing was created in the future.
+    await form.getByLabel('Id', { exact: true }).fill('');
+    await form.getByLabel('Created after').fill('2099-01-01T00:00');
+    await form.getByRole('button', { name: 'Search' }).click();
+    await page.locator('#tasks-empty').waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.match(new URL(page.url()).hash, /created_after=2099/);
+    await form.getByLabel('Created after').fill('');
+
+    // A bad search shows the API's message, naming the key.
+    await search({ 'Payload key=value': 'no equals sign' });
+    await eventually(async () => /payload/.test(await page.locator('#tasks-error').textContent()),
+      { message: 'the 400 naming payload' });
+
+    // The URL of a search, opened again, shows the same list.
+    await page.goto(`${BASE_URL}/${hash}`);
+    await page.locator('#conn[data-state="live"]').waitFor({ timeout: WAIT_MS });
+    await eventually(async () => JSON.stringify(await shownIds(page)) === JSON.stringify([beta.id]),
+      { message: 'the search restored from its URL' });
+    assert.equal(await form.getByLabel('Payload key=value').inputValue(), 'customer_id=7');
+    await screenshot(page, '15-search');
+    await assertAccessible(page, 'the searched list');
+    await form.getByRole('button', { name: 'Clear' }).click();
+    await eventually(async () => ['#/', ''].includes(new URL(page.url()).hash), { message: 'the search cleared' });
+  });
+
+  it('acts in bulk on a selection and on all matching tasks, confirming how many', STEP_TIMEOUT, async () => {
+    const name = `bulk ${RUN}`;
+    const made = [];
+    for (let i = 0; i < 3; i += 1) made.push(await createTask({ name: `${name} ${i}`, type: 'noop', payload: {}, delay_seconds: 3600 }));
+    await page.locator('#filters').getByLabel('Name contains').fill(name);
+    await page.locator('#filters').getByRole('button', { name: 'Search' }).click();
+    await eventually(async () => (await shownIds(page)).length === 3, { message: 'the three bulk tasks' });
+
+    // Two selected, cancelled.
+    for (const task of made.slice(0, 2)) await rowFor(page, task.id).getByRole('checkbox').check();
+    assert.match(await page.locator('#bulk-selected').textContent(), /2 selected/);
+    await page.getByRole('button', { name: 'Cancel selected' }).click();
+    const dialog = page.locator('#bulk');
+    await dialog.waitFor({ state: 'visible' });
+    await eventually(async () => (await page.locator('#bulk-count').textContent()) === '2', { message: 'N = 2 in the confirmation' });
+    assert.match(await page.locator('#bulk-text').textContent(), /Cancel 2 tasks selected/);
+    await assertAccessible(page, 'the bulk confirmation');
+    await page.locator('#bulk-confirm').click();
+    await eventually(async () => /Done: 2 cancelled, 0 skipped/.test(await page.locator('#bulk-result').textContent()),
+      { message: 'two cancelled' });
+    await page.locator('#bulk-close').click();
+    for (const task of made.slice(0, 2)) assert.equal((await api(`/api/tasks/${task.id}`)).body.status, 'cancelled');
+
+    // Retry all matching: the server counts 3, retries the 2 cancelled, skips the queued one.
+    await page.getByRole('button', { name: 'Retry all matching…' }).click();
+    await dialog.waitFor({ state: 'visible' });
+    await eventually(async () => (await page.locator('#bulk-count').textContent()) === '3', { message: 'N = 3 in the confirmation' });
+    assert.match(await page.locator('#bulk-text').textContent(), /Retry 3 tasks matching/);
+    await page.locator('#bulk-confirm').click();
+    await eventually(async () => /Done: 2 queued again, 1 skipped/.test(await page.locator('#bulk-result').textContent()),
+      { message: 'two retried, one skipped' });
+    assert.equal(await page.locator('#bulk-progress').getAttribute('max'), '3');
+    await screenshot(page, '16-bulk', { fullPage: false });
+    await page.locator('#bulk-close').click();
+
+    // Delete all matching once they are done: the two retried ones ran and succeeded.
+    await eventually(async () => {
+      const statuses = await Promise.all(made.slice(0, 2).map(async (t) => (await api(`/api/tasks/${t.id}`)).body.status));
+      return statuses.every((s) => s === 'succeeded');
+    }, { message: 'the retried tasks to succeed' });
+    await page.getByRole('button', { name: 'Delete all matching…' }).click();
+    await eventually(async () => (await page.locator('#bulk-count').textContent()) === '3', { message: 'N = 3 to delete' });
+    await page.locator('#bulk-confirm').click();
+    await eventually(async () => /Done: 2 deleted, 1 skipped/.test(await page.locator('#bulk-result').textContent()),
+      { message: 'two deleted, the scheduled one skipped' });
+    await page.locator('#bulk-close').click();
+    assert.equal((await api(`/api/tasks/${made[0].id}`)).status, 404);
+    await eventually(async () => JSON.stringify(await shownIds(page)) === JSON.stringify([made[2].id]),
+      { message: 'only the scheduled task left in the list' });
+    await page.locator('#filters').getByRole('button', { name: 'Clear' }).click();
   });
 
   it('fits the queues view on a laptop and on a phone', STEP_TIMEOUT, async () => {
@@ -547,6 +725,7 @@ describe('taskq dashboard in a real browser', () => {
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
       assert.ok(overflow <= 0, `no sideways scrolling of the page on a ${name} (${overflow}px)`);
       await section.screenshot({ path: path.join(SCREENSHOTS, `13-queues-${name}.png`) });
+      await assertAccessible(page, `the dashboard on a ${name}`);
     }
     await page.setViewportSize({ width: 1440, height: 1000 });
   });
@@ -555,6 +734,11 @@ describe('taskq dashboard in a real browser', () => {
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.locator('#conn[data-state="live"]').waitFor({ timeout: WAIT_MS });
     await screenshot(page, '08-dark');
+    await assertAccessible(page, 'the overview in dark mode');
+    await rowFor(page, failTask.id).getByRole('link').click();
+    await page.locator('#detail').waitFor({ state: 'visible' });
+    await assertAccessible(page, 'the task detail in dark mode');
+    await page.keyboard.press('Escape');
     assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   });
 });

@@ -5,7 +5,9 @@ mod api;
 mod engine;
 mod group;
 mod helpers;
+mod oversized;
 mod queues;
+mod search;
 mod store;
 #[path = "../common/wait.rs"]
 mod wait;
