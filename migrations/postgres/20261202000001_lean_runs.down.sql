@@ -1,5 +1,8 @@
 ALTER TABLE tasks RESET (fillfactor);
 DROP FUNCTION taskq_v7_floor(timestamptz);
+DROP INDEX tasks_unsuccessful_type_idx;
+DROP INDEX tasks_unsuccessful_idx;
+CREATE INDEX tasks_queued_run_at_idx ON tasks (queue, run_at) WHERE status = 'queued';
 CREATE INDEX tasks_completed_idx ON tasks (status, completed_at) WHERE completed_at IS NOT NULL;
 CREATE INDEX tasks_type_id_idx ON tasks (type, id DESC);
 CREATE INDEX tasks_status_id_idx ON tasks (status, id DESC);

@@ -63,9 +63,20 @@ CREATE VIEW task_events AS
 --      time-ordered) and filters;
 --    - the Pruner walks the primary key from the oldest id, bounded by the id of the
 --      retention cutoff (taskq_v7_floor), since no task finished before it was created.
+--    - a queue's shape (scheduled tasks, oldest runnable) is read from the claim index,
+--      one priority at a time. The (queue, run_at) index it was read from also matched
+--      the claim's conditions, and on a table whose statistics lagged a burst the
+--      planner claimed through it, sorting the whole backlog for every claim.
 DROP INDEX tasks_status_id_idx;
 DROP INDEX tasks_type_id_idx;
 DROP INDEX tasks_completed_idx;
+DROP INDEX tasks_queued_run_at_idx;
+
+-- Failed and cancelled tasks are few, and what an operator looks for: finding them by
+-- status, or by type among them, must not walk every succeeded task. These two cost
+-- nothing to a run that succeeds.
+CREATE INDEX tasks_unsuccessful_idx ON tasks (id DESC) WHERE status IN ('failed', 'cancelled');
+CREATE INDEX tasks_unsuccessful_type_idx ON tasks (type, id DESC) WHERE status IN ('failed', 'cancelled');
 
 -- The smallest UUID v7 of the millisecond `at`: ids below it were made before.
 CREATE FUNCTION taskq_v7_floor(at timestamptz) RETURNS uuid

@@ -265,8 +265,10 @@ impl Store for PgStore {
         let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
         let queues: Vec<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
 
-        // One statement: insert and write the history. The NOTIFY that wakes the
-        // Dispatchers follows the commit (`wake_workers`).
+        // One statement: insert, write the history, and NOTIFY the Dispatchers of the
+        // queues with runnable tasks (delivered at commit, so a worker is told as the
+        // tasks become visible, and never of tasks that rolled back). A payload that
+        // would be too long names no queue, which wakes every Dispatcher.
         let inserted: Vec<Task> = sqlx::query_as(
             r#"
             WITH input AS (
@@ -290,8 +292,15 @@ impl Store for PgStore {
             ), history AS (
                 INSERT INTO task_history (task_id, event_type, status, retry_count, created_at)
                 SELECT id, 'task_queued', 'queued', 0, created_at FROM inserted
+            ), runnable AS MATERIALIZED (
+                SELECT 'r:' || string_agg(DISTINCT queue, ',') AS payload
+                FROM inserted WHERE run_at <= created_at
+                HAVING count(*) > 0
+            ), woken AS MATERIALIZED (
+                SELECT pg_notify($12, CASE WHEN length(payload) <= $13 THEN payload ELSE '' END)
+                FROM runnable
             )
-            SELECT * FROM inserted
+            SELECT inserted.* FROM inserted LEFT JOIN woken ON true
             "#,
         )
         .bind(&ids)
@@ -305,14 +314,10 @@ impl Store for PgStore {
         .bind(&run_ats)
         .bind(&keys)
         .bind(&queues)
+        .bind(WAKEUP_CHANNEL)
+        .bind(MAX_PAYLOAD as i32)
         .fetch_all(&self.pool)
         .await?;
-
-        let runnable = inserted.iter().filter(|task| task.run_at <= task.created_at);
-        let woken = super::distinct(runnable.map(|task| task.queue.as_str()));
-        if !woken.is_empty() {
-            self.wake_workers(Some(woken));
-        }
 
         // Tasks not inserted lost an idempotency-key conflict: fetch the winners.
         let existing: Vec<Task> = if inserted.len() < tasks.len() {
@@ -507,15 +512,36 @@ impl Store for PgStore {
     }
 
     async fn queue_shape(&self) -> Result<Vec<(String, QueueShape)>> {
-        // Two probes of the (queue, run_at) index per known queue.
+        // Read from the claim index, (queue, priority DESC, run_at, id) of queued tasks,
+        // one priority at a time: `levels` skips from each queue's highest priority to
+        // the next lower one present, one index probe each; within a priority, the
+        // oldest runnable task is the first entry and the scheduled ones the entries
+        // after `now()`. The cost is a few probes per priority in use, not the backlog.
         let rows = sqlx::query(
             r#"
-            SELECT q.name,
-                   (SELECT count(*) FROM tasks
-                    WHERE queue = q.name AND status = 'queued' AND run_at > now()) AS scheduled,
-                   (SELECT extract(epoch FROM now() - min(run_at))::float8 FROM tasks
-                    WHERE queue = q.name AND status = 'queued' AND run_at <= now()) AS oldest
-            FROM queues AS q
+            WITH RECURSIVE levels (queue, priority) AS (
+                SELECT q.name, (SELECT max(priority) FROM tasks WHERE status = 'queued' AND queue = q.name)
+                FROM queues AS q
+                UNION ALL
+                SELECT l.queue, (SELECT max(priority) FROM tasks
+                                 WHERE status = 'queued' AND queue = l.queue AND priority < l.priority)
+                FROM levels AS l
+                WHERE l.priority IS NOT NULL
+            ), shapes AS (
+                SELECT l.queue,
+                       (SELECT count(*) FROM tasks
+                        WHERE status = 'queued' AND queue = l.queue AND priority = l.priority
+                          AND run_at > now()) AS scheduled,
+                       (SELECT min(run_at) FROM tasks
+                        WHERE status = 'queued' AND queue = l.queue AND priority = l.priority
+                          AND run_at <= now()) AS oldest
+                FROM levels AS l
+                WHERE l.priority IS NOT NULL
+            )
+            SELECT q.name, coalesce(sum(s.scheduled), 0)::int8 AS scheduled,
+                   extract(epoch FROM now() - min(s.oldest))::float8 AS oldest
+            FROM queues AS q LEFT JOIN shapes AS s ON s.queue = q.name
+            GROUP BY q.name
             "#,
         )
         .fetch_all(&self.pool)

@@ -54,6 +54,45 @@ async fn claim_takes_priority_first_then_fifo_and_never_more_than_asked(#[case] 
     }
 }
 
+/// A queue's shape counts its scheduled tasks and finds its oldest runnable one across
+/// every priority in use (PostgreSQL reads the claim index one priority at a time).
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_queues_shape_spans_every_priority(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let task = |priority: i32, run_in_secs: i64, queue: &str| {
+        let mut task = noop("shaped");
+        task.priority = priority;
+        task.run_at = Some(Utc::now() + chrono::Duration::seconds(run_in_secs));
+        task.queue = queue.into();
+        task
+    };
+    store
+        .create_tasks(&[
+            task(5, -10, "default"),
+            task(5, 600, "default"),
+            task(0, -120, "default"),
+            task(-3, 900, "default"),
+            task(-3, -60, "default"),
+            task(1, 300, "other"),
+        ])
+        .await
+        .unwrap();
+    store.change_queue("idle", taskq::store::QueueChange::default()).await.unwrap();
+    let shapes = store.queue_shape().await.unwrap();
+    let shape =
+        |name: &str| shapes.iter().find(|(queue, _)| queue == name).map(|(_, shape)| shape.clone()).unwrap();
+    let default = shape("default");
+    assert_eq!(default.scheduled, 2);
+    let oldest = default.oldest_runnable_age_seconds.unwrap();
+    assert!((119.0..130.0).contains(&oldest), "the priority-0 task waited 120 s, not {oldest}");
+    assert_eq!(shape("other"), QueueShape { scheduled: 1, oldest_runnable_age_seconds: None });
+    assert_eq!(shape("idle"), QueueShape { scheduled: 0, oldest_runnable_age_seconds: None });
+}
+
 #[rstest]
 #[case::postgres(Backend::Postgres)]
 #[case::sqlite(Backend::Sqlite)]

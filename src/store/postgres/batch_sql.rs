@@ -167,7 +167,19 @@ mod tests {
         if statement == "claim" && node.ends_with("Join") {
             return Some(format!("the claim joins the picked tasks ({node})"));
         }
+        if statement == "claim" && node == "Sort" && reads_tasks(plan) {
+            return Some("the claim sorts every runnable task instead of reading them in order".into());
+        }
         children.iter().find_map(|child| nonlinear(child, statement))
+    }
+
+    /// Whether the rows `plan` outputs come from a scan of `tasks` itself (not from a CTE
+    /// of its rows; CTEs and init plans hang below a node without feeding its rows).
+    fn reads_tasks(plan: &Value) -> bool {
+        plan["Relation Name"] == "tasks"
+            || plan["Plans"].as_array().is_some_and(|children| {
+                children.iter().filter(|child| child["Parent Relationship"] == "Outer").any(reads_tasks)
+            })
     }
 
     fn uuids(ids: &[uuid::Uuid]) -> String {
