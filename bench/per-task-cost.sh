@@ -18,7 +18,9 @@
 # VACUUM of the tables; for graphile-worker, which deletes a job when it completes,
 # the VACUUM of its jobs table. "index_inserts" counts B-tree leaf insertions and
 # BRIN updates; "heap_updates" counts non-HOT updates and "hot_updates" HOT ones;
-# "records_by_type" gives [records, bytes] per task of each WAL record type.
+# "records_by_type" gives [records, bytes] per task of each WAL record type. The drain
+# also reports CPU per task, in microseconds: "postgres_cpu_us" of the server's
+# processes, "worker_cpu_us" of the worker process (taskq's, or graphile-worker's Node).
 # Prints one JSON object per system and phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,12 +45,37 @@ psql_ "$PG_SERVER_URL" -c "CREATE DATABASE cost"
 DATABASE_URL=$url RUST_LOG=warn "$bin" migrate >/dev/null
 lsn() { psql_ "$PG_SERVER_URL" -c "SELECT pg_current_wal_insert_lsn()"; }
 
+# CPU time (user + system, in clock ticks) of process $1, or with "server", of the
+# PostgreSQL server's processes (the postmaster and its children).
+cpu_ticks() {
+    local pids=$1 stat ticks=0
+    if [[ $1 == server ]]; then
+        pids=$(head -1 "$PG_SERVER_DIR/data/postmaster.pid")
+        pids="$pids $(ps -o pid= --ppid "$pids")"
+    fi
+    for pid in $pids; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        stat=${stat##*) }  # the fields after the command name
+        read -r -a fields <<<"$stat"
+        ticks=$((ticks + fields[11] + fields[12]))
+    done
+    echo "$ticks"
+}
+
+# Prints the drain's CPU per task as JSON members: PostgreSQL's since it had used $1
+# ticks, the worker's (process $2) since it had used $3.
+cpu_per_task() {
+    local hz
+    hz=$(getconf CLK_TCK)
+    echo "\"postgres_cpu_us\": $((($(cpu_ticks server) - $1) * 1000000 / hz / n)), \"worker_cpu_us\": $((($(cpu_ticks "$2") - $3) * 1000000 / hz / n))"
+}
+
 # The WAL between two positions, per task, by record type, as one JSON object.
 wal_stats() {
-    local system=$1 phase=$2 from=$3 to=$4
+    local system=$1 phase=$2 from=$3 to=$4 extra=${5:+${5}, }
     psql_ "$PG_SERVER_URL" -c "SELECT pg_switch_wal()" >/dev/null
     "$waldump" --stats=record -p "$PG_SERVER_DIR/data/pg_wal" -s "$from" -e "$to" |
-        awk -v sys="$system" -v phase="$phase" -v n="$n" '
+        awk -v sys="$system" -v phase="$phase" -v n="$n" -v extra="$extra" '
             $1 ~ /\// {
                 gsub(/\([^)]*\)/, "")  # the percentages: name N record-bytes fpi-bytes combined
                 records += $2; bytes += $3; fpi += $4
@@ -65,7 +92,7 @@ wal_stats() {
                 printf "{\"system\": \"%s\", \"phase\": \"%s\", \"tasks\": %d, \"wal_bytes\": %.0f, \"fpi_bytes\": %.0f, ", sys, phase, n, (bytes + fpi) / n, fpi / n
                 printf "\"records\": %.2f, \"index_inserts\": %.2f, \"heap_inserts\": %.2f, ", records / n, idx / n, inserts / n
                 printf "\"heap_updates\": %.2f, \"hot_updates\": %.2f, \"row_locks\": %.2f, \"heap_deletes\": %.2f, ", updates / n, hot / n, locks / n, deletes / n
-                printf "\"commits\": %.4f, \"records_by_type\": {%s}}\n", commits / n, detail
+                printf "%s\"commits\": %.4f, \"records_by_type\": {%s}}\n", extra, commits / n, detail
             }'
 }
 
@@ -89,6 +116,7 @@ enqueued=$(lsn)
 kill "$server" && wait "$server" 2>/dev/null || true
 server=
 
+server_ticks=$(cpu_ticks server)
 DATABASE_URL=$url ROLE=worker SERVER_PORT=0 WORKER_ID=cost RUST_LOG=warn "$bin" >/dev/null 2>&1 &
 worker=$!
 until [[ $(psql_ "$url" -c "SELECT count(*) FROM tasks WHERE status = 'succeeded'") -ge $n ]]; do
@@ -96,6 +124,7 @@ until [[ $(psql_ "$url" -c "SELECT count(*) FROM tasks WHERE status = 'succeeded
     sleep 0.2
 done
 drained=$(lsn)
+cpu=$(cpu_per_task "$server_ticks" "$worker" 0)
 kill "$worker" && wait "$worker" 2>/dev/null || true
 
 # Retention: a worker whose retention is one second prunes every task at its start;
@@ -114,7 +143,7 @@ psql_ "$url" -c "VACUUM tasks, task_history"
 retained=$(lsn)
 
 wal_stats taskq enqueue "$start" "$enqueued"
-wal_stats taskq drain "$enqueued" "$drained"
+wal_stats taskq drain "$enqueued" "$drained" "$cpu"
 wal_stats taskq retention "$drained" "$retained"
 
 peer=${QBENCH_DIR:-/tmp/qbench}/graphile-worker
@@ -135,11 +164,15 @@ start=$(lsn)
 echo go >&"${GRAPHILE[1]}"
 peer_step enqueued
 enqueued=$(lsn)
+server_ticks=$(cpu_ticks server)
+peer_ticks=$(cpu_ticks "$GRAPHILE_PID")
 echo go >&"${GRAPHILE[1]}"
 peer_step drained
 drained=$(lsn)
+cpu=$(cpu_per_task "$server_ticks" "$GRAPHILE_PID" "$peer_ticks")
+echo stop >&"${GRAPHILE[1]}"
 psql_ "${PG_SERVER_URL%/*}/peer" -c "VACUUM graphile_worker._private_jobs"
 retained=$(lsn)
 wal_stats graphile-worker enqueue "$start" "$enqueued"
-wal_stats graphile-worker drain "$enqueued" "$drained"
+wal_stats graphile-worker drain "$enqueued" "$drained" "$cpu"
 wal_stats graphile-worker retention "$drained" "$retained"

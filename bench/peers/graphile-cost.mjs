@@ -2,7 +2,8 @@
 // "migrated" on stdout; on a line on stdin, enqueues N no-op jobs (1,000 per addJobs
 // call, its bulk API) and says "enqueued"; on the next line, drains them with the
 // tuned setting of ../shared/peers/graphile-worker (32
-// concurrent jobs, a local queue of 500, batched completions) and says "drained".
+// concurrent jobs, a local queue of 500, batched completions), says "drained", and
+// stops on a last line (so its CPU time can be read while it runs).
 // The caller reads the server's WAL position between the phases.
 //
 //   node graphile-cost.mjs N        (DATABASE_URL: an empty database)
@@ -52,6 +53,7 @@ for (;;) {
   if (left.rows[0].n === 0) break;
 }
 await check.end();
-await runner.stop();
 console.log("drained");
+await lines.next();
+await runner.stop();
 process.exit(0);
