@@ -134,6 +134,7 @@ pub(super) struct ListQuery {
     #[serde(rename = "type")]
     task_type: Option<String>,
     queue: Option<String>,
+    schedule: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -143,6 +144,7 @@ pub(super) struct ListQuery {
     params(("status" = Option<TaskStatus>, Query, description = "Only tasks with this status"),
            ("type" = Option<String>, Query, description = "Only tasks of this type"),
            ("queue" = Option<String>, Query, description = "Only tasks of this queue"),
+           ("schedule" = Option<String>, Query, description = "Only tasks enqueued by this schedule"),
            ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
@@ -173,17 +175,24 @@ pub(super) async fn list(
         .task_type
         .filter(|t| !t.is_empty())
         .map(|t| state.registry.get(&t).map_or(t.clone(), |(canonical, _)| canonical.to_owned()));
-    let queue = match query.queue.filter(|q| !q.is_empty()) {
-        Some(queue) => {
-            crate::store::check_queue_name(&queue)
-                .map_err(|why| ApiError::BadRequest(format!("queue: {why}")))?;
-            Some(queue)
-        }
-        None => None,
-    };
-    let tasks = state.store.list_tasks(&ListFilter { status, task_type, queue, before, limit }).await?;
+    let queue = name_filter("queue", query.queue, crate::store::check_queue_name)?;
+    let schedule = name_filter("schedule", query.schedule, crate::store::check_schedule_name)?;
+    let tasks = state.store.list_tasks(&ListFilter { status, task_type, queue, schedule, before, limit }).await?;
     let next_cursor = (tasks.len() as u32 == limit).then(|| tasks.last().map(|t| t.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(TaskList { tasks, next_cursor }))
+}
+
+/// A filter by name: none when absent or empty, else a name `check` accepts.
+fn name_filter(
+    field: &str,
+    value: Option<String>,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Option<String>, ApiError> {
+    let Some(name) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    check(&name).map_err(|why| ApiError::BadRequest(format!("{field}: {why}")))?;
+    Ok(Some(name))
 }
 
 fn transition(outcome: Transition, verb: &str, allowed: &str) -> Result<HttpResponse, ApiError> {

@@ -12,11 +12,13 @@
 //! Layout:
 //! - `model`: the task, its history, and the inputs/outputs of operations;
 //! - `postgres`, `sqlite`: one module per backend holding every query for it;
+//! - `schedules`: periodic tasks and the scheduler's leadership ([`ScheduleStore`]);
 //! - [`stats`]: assembles the statistics snapshot from the backend's counters.
 
 mod group;
 mod model;
 mod postgres;
+mod schedules;
 mod sqlite;
 
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use uuid::Uuid;
 pub use group::CreateBatcher;
 pub use model::*;
 pub use postgres::PgStore;
+pub use schedules::*;
 pub use sqlite::SqliteStore;
 
 /// How long a worker may go without a heartbeat before its running tasks are
@@ -111,7 +114,7 @@ pub type Wakeups = BoxStream<'static, Result<Hint>>;
 /// Everything taskq does with its database. Methods taking slices are batched: one
 /// statement (PostgreSQL) or one transaction (SQLite) per call.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ScheduleStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Applies pending migrations.

@@ -17,6 +17,7 @@ use super::*;
 use batch_sql::{APPLY_FAILURES, CLAIM, COMPLETE, RELEASE};
 
 mod batch_sql;
+mod schedules;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -336,7 +337,7 @@ impl Store for PgStore {
 
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>> {
         Ok(sqlx::query_as(
-            "SELECT h.*, t.queue FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
+            "SELECT h.*, t.queue, t.schedule, t.tick_at FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
              WHERE h.task_id = $1 ORDER BY h.id",
         )
         .bind(id)
@@ -352,6 +353,7 @@ impl Store for PgStore {
               AND ($2::text IS NULL OR type = $2)
               AND ($3::uuid IS NULL OR id < $3)
               AND ($5::text IS NULL OR queue = $5)
+              AND ($6::text IS NULL OR schedule = $6)
             ORDER BY id DESC
             LIMIT $4
             "#,
@@ -361,6 +363,7 @@ impl Store for PgStore {
         .bind(filter.before)
         .bind(i64::from(filter.limit))
         .bind(filter.queue.as_deref())
+        .bind(filter.schedule.as_deref())
         .fetch_all(&self.pool)
         .await?)
     }

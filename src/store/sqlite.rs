@@ -22,6 +22,8 @@ use uuid::Uuid;
 
 use super::*;
 
+mod schedules;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
@@ -292,7 +294,7 @@ impl Store for SqliteStore {
 
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>> {
         Ok(sqlx::query_as(
-            "SELECT h.*, t.queue FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
+            "SELECT h.*, t.queue, t.schedule, t.tick_at FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
              WHERE h.task_id = $1 ORDER BY h.id",
         )
         .bind(id)
@@ -306,6 +308,7 @@ impl Store for SqliteStore {
             SELECT * FROM tasks
             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR type = $2)
               AND ($3 IS NULL OR id < $3) AND ($5 IS NULL OR queue = $5)
+              AND ($6 IS NULL OR schedule = $6)
             ORDER BY id DESC
             LIMIT $4
             "#,
@@ -315,6 +318,7 @@ impl Store for SqliteStore {
         .bind(filter.before)
         .bind(i64::from(filter.limit))
         .bind(filter.queue.as_deref())
+        .bind(filter.schedule.as_deref())
         .fetch_all(&self.pool)
         .await?)
     }
