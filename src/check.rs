@@ -1392,6 +1392,8 @@ mod tests {
                 started_at: None,
                 completed_at: None,
                 queue: queue.into(),
+                schedule: None,
+                tick_at: None,
             };
             let mut story = Self { task, events: Vec::new() };
             story.event(0, EventType::TaskQueued, TaskStatus::Queued, None);
@@ -1429,6 +1431,8 @@ mod tests {
                 next_run_at: next.map(at),
                 created_at: at(ms),
                 queue: task.queue.clone(),
+                schedule: None,
+                tick_at: None,
             });
             self
         }

@@ -8,6 +8,7 @@ pub mod error;
 mod openapi;
 mod ops;
 mod queues;
+pub mod schedules;
 mod stream;
 mod tasks;
 pub mod validate;
@@ -76,7 +77,7 @@ pub fn app(
         cors_origins
             .iter()
             .fold(actix_cors::Cors::default(), |cors, origin| cors.allowed_origin(origin))
-            .allowed_methods(["GET", "POST", "PATCH"])
+            .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
             .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
             .max_age(3600)
     };
@@ -130,7 +131,8 @@ pub fn app(
                                 .default_service(only("POST")),
                         )
                         .configure(tasks::routes)
-                        .configure(queues::routes),
+                        .configure(queues::routes)
+                        .configure(schedules::routes),
                 );
             }
         })
