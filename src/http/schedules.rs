@@ -65,6 +65,7 @@ pub struct CreateSchedule {
     pub task: Option<CreateTask>,
     /// Ticks missed while no process led or while paused: `skip`, `latest` (default:
     /// one task for the most recent) or `all` (one each, the most recent 100 at most).
+    #[serde(default, deserialize_with = "catch_up_field")]
     pub catch_up: Option<CatchUp>,
     /// Created paused; default false.
     pub paused: Option<bool>,
@@ -78,8 +79,15 @@ pub struct UpdateSchedule {
     pub timezone: Option<String>,
     #[schema(value_type = Option<CreateTask>)]
     pub task: Option<CreateTask>,
+    #[serde(default, deserialize_with = "catch_up_field")]
     pub catch_up: Option<CatchUp>,
     pub paused: Option<bool>,
+}
+
+/// `catch_up` as given, with its name in the message when it is not one of the three.
+fn catch_up_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CatchUp>, D::Error> {
+    use serde::de::Error as _;
+    Option::<CatchUp>::deserialize(d).map_err(|e| D::Error::custom(format!("catch_up: {e}")))
 }
 
 /// Every schedule, and the process that leads the scheduler.

@@ -6,6 +6,7 @@ mod engine;
 mod group;
 mod helpers;
 mod queues;
+mod schedules;
 mod store;
 #[path = "../common/wait.rs"]
 mod wait;
