@@ -88,16 +88,19 @@ impl ScheduleCheck {
             let changed = self.last_change(&schedule);
             let current: Vec<DateTime<Utc>> =
                 ticks.iter().map(|t| t.at).filter(|at| changed.is_none_or(|c| *at > c)).collect();
-            let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = pauses
+            // (from, to); the first term has no predecessor and explains all before it.
+            let windows: Vec<(Option<DateTime<Utc>>, DateTime<Utc>)> = pauses
                 .iter()
-                .copied()
-                .chain(self.facts.terms.iter().map(|(renewed, elected)| (renewed.unwrap_or(DateTime::<Utc>::MIN_UTC), *elected)))
+                .map(|(from, to)| (Some(*from), *to))
+                .chain(self.facts.terms.iter().copied())
                 .collect();
             for pair in current.windows(2) {
                 let gap = cadence.between(pair[0] + chrono::Duration::nanoseconds(1), pair[1] - chrono::Duration::nanoseconds(1), GAP_MAX);
                 let (explained, unexplained): (Vec<_>, Vec<_>) = gap
                     .into_iter()
-                    .partition(|t| windows.iter().any(|(from, to)| *t >= *from - slack && *t <= *to + slack));
+                    .partition(|t| {
+                        windows.iter().any(|(from, to)| from.is_none_or(|f| *t >= f - slack) && *t <= *to + slack)
+                    });
                 report.missed_ticks += explained.len();
                 if let (Some(first), Some(last)) = (unexplained.first(), unexplained.last()) {
                     report.violations.push(Violation {
