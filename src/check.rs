@@ -208,7 +208,10 @@ impl Report {
         let peaks: String =
             self.peak_running.iter().map(|(q, n)| format!(", peak running in {q}={n}")).collect();
         let ticks = if self.scheduled_ticks > 0 {
-            format!(", scheduled ticks={} (missed while no process led or paused={})", self.scheduled_ticks, self.missed_ticks)
+            format!(
+                ", scheduled ticks={} (missed while no process led or paused={})",
+                self.scheduled_ticks, self.missed_ticks
+            )
         } else {
             String::new()
         };

@@ -96,7 +96,9 @@ impl Scheduler {
     /// Records the outcome of a pass: the term held (if any) and the watch's start.
     fn settle(&mut self, term: Option<Term>, since: Option<DateTime<Utc>>) {
         match (&self.term, &term) {
-            (None, Some(won)) => tracing::info!(elected_at = %won.elected_at, "this process now leads the scheduler"),
+            (None, Some(won)) => {
+                tracing::info!(elected_at = %won.elected_at, "this process now leads the scheduler")
+            }
             (Some(_), None) => tracing::info!("this process no longer leads the scheduler"),
             _ => {}
         }
@@ -137,7 +139,8 @@ async fn run_pass(
     held: Option<Term>,
     since: Option<DateTime<Utc>>,
 ) -> Result<Outcome, StoreError> {
-    let pass = store.scheduler_pass(candidate, held.as_ref().map(|t| t.elected_at), LEADER_TTL, DUE_BATCH).await;
+    let pass =
+        store.scheduler_pass(candidate, held.as_ref().map(|t| t.elected_at), LEADER_TTL, DUE_BATCH).await;
     metrics::scheduler_statements(1);
     let Some(pass) = pass? else {
         return Ok(Outcome { term: None, since: None, wait: PASS_INTERVAL });
@@ -148,7 +151,7 @@ async fn run_pass(
         (Some(held), Some(since)) if held == term => since,
         _ => pass.elected_at,
     };
-    let (advances, ticks, skipped, next_due) = plan_pass(&pass, since);
+    let Planned { advances, ticks, skipped, next_due } = plan_pass(&pass, since);
     if !advances.is_empty() {
         let enqueued = store.enqueue_ticks(Some(&term), &advances, &ticks).await;
         metrics::scheduler_statements(1);
@@ -170,14 +173,19 @@ async fn run_pass(
     Ok(Outcome { term: Some(term), since: Some(pass.now), wait })
 }
 
-/// The advances and tasks of one pass, the ticks each schedule skips, and the
-/// earliest next tick after it.
-fn plan_pass(
-    pass: &Pass,
-    since: DateTime<Utc>,
-) -> (Vec<Advance>, Vec<TickTask>, Vec<(String, usize)>, Option<DateTime<Utc>>) {
-    let (mut advances, mut ticks, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    let mut next_due = pass.next_due;
+/// What one pass writes: the advances and tasks, the ticks each schedule skips, and
+/// the earliest next tick after it.
+#[derive(Default)]
+struct Planned {
+    advances: Vec<Advance>,
+    ticks: Vec<TickTask>,
+    skipped: Vec<(String, usize)>,
+    next_due: Option<DateTime<Utc>>,
+}
+
+fn plan_pass(pass: &Pass, since: DateTime<Utc>) -> Planned {
+    let Planned { mut advances, mut ticks, mut skipped, mut next_due } =
+        Planned { next_due: pass.next_due, ..Planned::default() };
     for schedule in &pass.due {
         let cadence = match Cadence::parse(&schedule.cron, &schedule.timezone) {
             Ok(cadence) => cadence,
@@ -210,7 +218,7 @@ fn plan_pass(
         });
         skipped.push((schedule.name.clone(), planned.skipped));
     }
-    (advances, ticks, skipped, next_due)
+    Planned { advances, ticks, skipped, next_due }
 }
 
 impl Actor for Scheduler {

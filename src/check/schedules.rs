@@ -76,7 +76,9 @@ impl ScheduleCheck {
                 });
             }
             let pauses = self.pauses(&schedule, now);
-            for tick in ticks.iter().filter(|t| pauses.iter().any(|(from, to)| t.created_at > *from + slack && t.created_at < *to)) {
+            for tick in ticks.iter().filter(|t| {
+                pauses.iter().any(|(from, to)| t.created_at > *from + slack && t.created_at < *to)
+            }) {
                 report.violations.push(Violation {
                     invariant: Invariant::SchedulePaused,
                     task_id: Some(tick.task),
@@ -95,12 +97,14 @@ impl ScheduleCheck {
                 .chain(self.facts.terms.iter().copied())
                 .collect();
             for pair in current.windows(2) {
-                let gap = cadence.between(pair[0] + chrono::Duration::nanoseconds(1), pair[1] - chrono::Duration::nanoseconds(1), GAP_MAX);
-                let (explained, unexplained): (Vec<_>, Vec<_>) = gap
-                    .into_iter()
-                    .partition(|t| {
-                        windows.iter().any(|(from, to)| from.is_none_or(|f| *t >= f - slack) && *t <= *to + slack)
-                    });
+                let gap = cadence.between(
+                    pair[0] + chrono::Duration::nanoseconds(1),
+                    pair[1] - chrono::Duration::nanoseconds(1),
+                    GAP_MAX,
+                );
+                let (explained, unexplained): (Vec<_>, Vec<_>) = gap.into_iter().partition(|t| {
+                    windows.iter().any(|(from, to)| from.is_none_or(|f| *t >= f - slack) && *t <= *to + slack)
+                });
                 report.missed_ticks += explained.len();
                 if let (Some(first), Some(last)) = (unexplained.first(), unexplained.last()) {
                     report.violations.push(Violation {

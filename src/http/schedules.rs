@@ -142,7 +142,14 @@ impl CreateSchedule {
         let cron = self.cron.ok_or_else(|| required("cron"))?;
         let task = rules.template(self.task.ok_or_else(|| required("task"))?)?;
         let timezone = self.timezone.unwrap_or_else(|| "UTC".into());
-        definition(name, cron, timezone, task, self.catch_up.unwrap_or_default(), self.paused.unwrap_or(false))
+        definition(
+            name,
+            cron,
+            timezone,
+            task,
+            self.catch_up.unwrap_or_default(),
+            self.paused.unwrap_or(false),
+        )
     }
 }
 
@@ -191,7 +198,10 @@ pub(super) async fn list(state: web::Data<AppState>) -> Result<HttpResponse, Api
 #[utoipa::path(get, path = "/api/schedules/{name}", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
     responses((status = 200, body = Schedule), (status = 404, body = super::tasks::ErrorBody)))]
-pub(super) async fn get(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn get(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let schedule = state.store.schedule(schedule_name(&name)?).await?;
     Ok(HttpResponse::Ok().json(schedule.ok_or(ApiError::NotFound("schedule not found"))?))
 }
@@ -260,7 +270,10 @@ pub(super) async fn delete(
 #[utoipa::path(post, path = "/api/schedules/{name}/pause", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
     responses((status = 200, body = Schedule), (status = 404, body = super::tasks::ErrorBody)))]
-pub(super) async fn pause(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn pause(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_paused(&state, &name, true).await
 }
 
@@ -268,7 +281,10 @@ pub(super) async fn pause(state: web::Data<AppState>, name: web::Path<String>) -
 #[utoipa::path(post, path = "/api/schedules/{name}/resume", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
     responses((status = 200, body = Schedule), (status = 404, body = super::tasks::ErrorBody)))]
-pub(super) async fn resume(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn resume(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_paused(&state, &name, false).await
 }
 
@@ -290,7 +306,8 @@ pub(super) async fn trigger(
     let name = schedule_name(&name)?;
     for _ in 0..ATTEMPTS {
         let schedule = state.store.schedule(name).await?.ok_or(ApiError::NotFound("schedule not found"))?;
-        let run = TickTask { schedule: schedule.name.clone(), tick_at: None, task: schedule.task.instantiate() };
+        let run =
+            TickTask { schedule: schedule.name.clone(), tick_at: None, task: schedule.task.instantiate() };
         let id = run.task.id;
         let advance = Advance {
             name: schedule.name.clone(),
@@ -323,13 +340,17 @@ pub async fn declare(
 ) -> anyhow::Result<()> {
     let rules = Rules { registry, default_timeout };
     for (index, raw) in declared.iter().enumerate() {
-        let label = raw["name"].as_str().map_or(format!("[[schedules]] #{}", index + 1), |n| format!("[[schedules]] {n:?}"));
+        let label = raw["name"]
+            .as_str()
+            .map_or(format!("[[schedules]] #{}", index + 1), |n| format!("[[schedules]] {n:?}"));
         let request: CreateSchedule =
             serde_json::from_value(raw.clone()).map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
         let explicit_pause = request.paused;
         let (mut spec, cadence) = request.validate(&rules).map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
         spec.from_file = true;
-        declare_one(store, spec, explicit_pause, &cadence).await.map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+        declare_one(store, spec, explicit_pause, &cadence)
+            .await
+            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
     }
     Ok(())
 }

@@ -177,7 +177,8 @@ pub(super) async fn list(
         .map(|t| state.registry.get(&t).map_or(t.clone(), |(canonical, _)| canonical.to_owned()));
     let queue = name_filter("queue", query.queue, crate::store::check_queue_name)?;
     let schedule = name_filter("schedule", query.schedule, crate::store::check_schedule_name)?;
-    let tasks = state.store.list_tasks(&ListFilter { status, task_type, queue, schedule, before, limit }).await?;
+    let tasks =
+        state.store.list_tasks(&ListFilter { status, task_type, queue, schedule, before, limit }).await?;
     let next_cursor = (tasks.len() as u32 == limit).then(|| tasks.last().map(|t| t.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(TaskList { tasks, next_cursor }))
 }

@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn five_fields_an_optional_seconds_field_and_nicknames_parse() {
-        for expression in ["*/5 * * * *", "30 */5 * * * *", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"]
+        for expression in
+            ["*/5 * * * *", "30 */5 * * * *", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"]
         {
             Cadence::parse(expression, "UTC").unwrap_or_else(|e| panic!("{expression}: {e}"));
         }
@@ -164,11 +165,7 @@ mod tests {
         );
         assert_eq!(
             ticks("30 * * * *", "Europe/Berlin", "2026-10-24T23:00:00Z", "2026-10-25T02:00:00Z"),
-            [
-                "2026-10-24T23:30:00+00:00",
-                "2026-10-25T00:30:00+00:00",
-                "2026-10-25T01:30:00+00:00"
-            ]
+            ["2026-10-24T23:30:00+00:00", "2026-10-25T00:30:00+00:00", "2026-10-25T01:30:00+00:00"]
         );
     }
 

@@ -215,7 +215,11 @@ pub trait ScheduleStore: Send + Sync {
     async fn schedules(&self) -> Result<Vec<Schedule>>;
     async fn schedule(&self, name: &str) -> Result<Option<Schedule>>;
     /// Inserts a schedule whose first tick is `next_tick`; `None` when the name is taken.
-    async fn create_schedule(&self, spec: &ScheduleSpec, next_tick: DateTime<Utc>) -> Result<Option<Schedule>>;
+    async fn create_schedule(
+        &self,
+        spec: &ScheduleSpec,
+        next_tick: DateTime<Utc>,
+    ) -> Result<Option<Schedule>>;
     /// Replaces the definition of a schedule still at `revision` (`None` otherwise, or
     /// when it is gone); `next_tick` restarts its ticks (a new expression or zone).
     async fn update_schedule(
@@ -262,7 +266,9 @@ pub(super) fn schedule_events(before: Option<&Schedule>, after: &ScheduleSpec) -
     match before {
         None => events.push("created"),
         Some(b) => {
-            if (&b.cron, &b.timezone, &b.task, b.catch_up) != (&after.cron, &after.timezone, &after.task, after.catch_up) {
+            if (&b.cron, &b.timezone, &b.task, b.catch_up)
+                != (&after.cron, &after.timezone, &after.task, after.catch_up)
+            {
                 events.push("updated");
             }
         }

@@ -64,7 +64,11 @@ async fn a_killed_leader_neither_doubles_nor_drops_a_tick_beyond_its_handover() 
     figure(TEST, "run / leader kills", format!("{} s / {kills}", run.as_secs()));
     figure(TEST, "ticks enqueued", report.scheduled_ticks);
     figure(TEST, "ticks missed during handovers (catch_up latest)", report.missed_ticks);
-    figure(TEST, "slowest handover after the kill", format!("{:.1} s (lease 5 s + a pass 1 s)", worst.as_secs_f64()));
+    figure(
+        TEST,
+        "slowest handover after the kill",
+        format!("{:.1} s (lease 5 s + a pass 1 s)", worst.as_secs_f64()),
+    );
     assert!(report.scheduled_ticks as u64 >= run.as_secs() / 2, "the schedule ticked: {}", report.summary());
     assert!(report.missed_ticks > 0, "a killed leader's lease had to run out before the next could lead");
     assert!(worst <= Duration::from_secs(9), "a handover took {worst:?}");

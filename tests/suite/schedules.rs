@@ -10,9 +10,7 @@ use rstest::rstest;
 use serde_json::{Value, json};
 use taskq::actors::Worker;
 use taskq::handlers::Registry;
-use taskq::store::{
-    Advance, Backend, CatchUp, ListFilter, ScheduleSpec, TaskTemplate, Term, TickTask,
-};
+use taskq::store::{Advance, Backend, CatchUp, ListFilter, ScheduleSpec, TaskTemplate, Term, TickTask};
 
 use crate::api::json_of;
 use crate::helpers::*;
@@ -54,11 +52,16 @@ async fn a_schedule_enqueues_one_task_per_tick_carrying_its_schedule_and_tick(#[
     let mut ticks: Vec<DateTime<Utc>> = tasks.iter().map(|t| time(&t["tick_at"])).collect();
     ticks.reverse();
     for pair in ticks.windows(2) {
-        assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(1), "one task per tick, none missed: {ticks:?}");
+        assert_eq!(
+            pair[1] - pair[0],
+            chrono::Duration::seconds(1),
+            "one task per tick, none missed: {ticks:?}"
+        );
     }
     assert!(tasks.iter().all(|t| t["schedule"] == "heartbeat" && t["name"] == "heartbeat tick"));
     let first = &tasks[tasks.len() - 1];
-    let (_, history) = json_of(app.get(&format!("/api/tasks/{}/history", first["id"].as_str().unwrap())).await).await;
+    let (_, history) =
+        json_of(app.get(&format!("/api/tasks/{}/history", first["id"].as_str().unwrap())).await).await;
     assert_eq!(history[0]["event_type"], "task_queued");
     assert_eq!((&history[0]["schedule"], &history[0]["tick_at"]), (&first["schedule"], &first["tick_at"]));
     let (_, ordinary) = json_of(app.get("/api/tasks?schedule=").await).await;
@@ -81,8 +84,12 @@ async fn a_schedule_enqueues_one_task_per_tick_carrying_its_schedule_and_tick(#[
 #[case::postgres(Backend::Postgres)]
 #[case::sqlite(Backend::Sqlite)]
 #[actix_rt::test]
-async fn bad_schedules_are_answered_400_naming_the_field_the_expression_or_the_zone(#[case] backend: Backend) {
-    let app = spawn_app_with(backend, Registry::with_builtins(0.01), |c| c.role = taskq::config::Role::Server).await;
+async fn bad_schedules_are_answered_400_naming_the_field_the_expression_or_the_zone(
+    #[case] backend: Backend,
+) {
+    let app =
+        spawn_app_with(backend, Registry::with_builtins(0.01), |c| c.role = taskq::config::Role::Server)
+            .await;
     let task = json!({ "type": "noop", "name": "n" });
     for (body, named) in [
         (json!({ "name": "a", "cron": "61 * * * *", "task": task }), "\"61 * * * *\""),
@@ -93,10 +100,14 @@ async fn bad_schedules_are_answered_400_naming_the_field_the_expression_or_the_z
         (json!({ "cron": "@daily", "task": task }), "name is required"),
         (json!({ "name": "Bad Name", "cron": "@daily", "task": task }), "name"),
         (json!({ "name": "a", "cron": "@daily", "task": { "type": "nope", "name": "n" } }), "task.type"),
-        (json!({ "name": "a", "cron": "@daily", "task": { "type": "noop", "name": "n", "delay_seconds": 5 } }),
-         "task.delay_seconds"),
-        (json!({ "name": "a", "cron": "@daily", "task": { "type": "noop", "name": "n", "priority": 5000 } }),
-         "task.priority"),
+        (
+            json!({ "name": "a", "cron": "@daily", "task": { "type": "noop", "name": "n", "delay_seconds": 5 } }),
+            "task.delay_seconds",
+        ),
+        (
+            json!({ "name": "a", "cron": "@daily", "task": { "type": "noop", "name": "n", "priority": 5000 } }),
+            "task.priority",
+        ),
         (json!({ "name": "a", "cron": "@daily", "task": task, "every": 5 }), "every"),
     ] {
         let (status, answer) = json_of(app.post("/api/schedules", &body).await).await;
@@ -111,7 +122,8 @@ async fn bad_schedules_are_answered_400_naming_the_field_the_expression_or_the_z
     let (status, answer) = json_of(patch(json!({ "cron": "0 0 31 2 *" })).await.unwrap()).await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("never matches"), "{answer}");
-    let (status, changed) = json_of(patch(json!({ "cron": "30 4 * * *", "catch_up": "all" })).await.unwrap()).await;
+    let (status, changed) =
+        json_of(patch(json!({ "cron": "30 4 * * *", "catch_up": "all" })).await.unwrap()).await;
     assert_eq!(status, 200, "{changed}");
     assert_eq!((changed["cron"].as_str(), changed["catch_up"].as_str()), (Some("30 4 * * *"), Some("all")));
     let next = time(&changed["next_tick"]).with_timezone(&chrono_tz::Europe::Berlin);
@@ -132,8 +144,10 @@ async fn bad_schedules_are_answered_400_naming_the_field_the_expression_or_the_z
 async fn a_paused_schedule_enqueues_nothing_and_resuming_follows_catch_up(#[case] backend: Backend) {
     let app = spawn_app(backend).await;
     assert_eq!(app.post("/api/schedules", &every_second("pausable")).await.status(), 201);
-    wait_for("a first tick", DEADLINE, || async { (!tasks_of(&app, "pausable").await.is_empty()).then_some(()) })
-        .await;
+    wait_for("a first tick", DEADLINE, || async {
+        (!tasks_of(&app, "pausable").await.is_empty()).then_some(())
+    })
+    .await;
     let (status, paused) = json_of(app.post("/api/schedules/pausable/pause", &json!({})).await).await;
     assert_eq!((status, &paused["paused"]), (200, &json!(true)));
     let answered = app.db.store().await.clock().await.unwrap();
@@ -152,10 +166,8 @@ async fn a_paused_schedule_enqueues_nothing_and_resuming_follows_catch_up(#[case
         tasks.iter().any(|t| time(&t["tick_at"]) > resumed).then_some(tasks)
     })
     .await;
-    let caught_up: Vec<&Value> = after
-        .iter()
-        .filter(|t| time(&t["created_at"]) > answered && time(&t["tick_at"]) < resumed)
-        .collect();
+    let caught_up: Vec<&Value> =
+        after.iter().filter(|t| time(&t["created_at"]) > answered && time(&t["tick_at"]) < resumed).collect();
     assert_eq!(caught_up.len(), 1, "catch_up latest: one task for the ticks of the pause: {caught_up:?}");
     app.stop().await;
 }
@@ -211,7 +223,8 @@ async fn one_candidate_leads_until_its_lease_runs_out_and_a_replaced_leader_writ
     assert!(renewed.expires_at > first.expires_at);
 
     let now = store.clock().await.unwrap();
-    let created = store.create_schedule(&spec("s", "* * * * * *", CatchUp::Latest), now).await.unwrap().unwrap();
+    let created =
+        store.create_schedule(&spec("s", "* * * * * *", CatchUp::Latest), now).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let won = store.scheduler_pass("b", None, ttl, 10).await.unwrap().expect("b wins an expired lease");
     assert!(won.elected_at > first.elected_at);
@@ -231,7 +244,10 @@ async fn one_candidate_leads_until_its_lease_runs_out_and_a_replaced_leader_writ
     };
     let stale = Term { leader_id: "a".into(), elected_at: first.elected_at };
     let (advance, run) = tick(created.next_tick);
-    assert!(store.enqueue_ticks(Some(&stale), &[advance], &[run]).await.unwrap().is_empty(), "a is fenced off");
+    assert!(
+        store.enqueue_ticks(Some(&stale), &[advance], &[run]).await.unwrap().is_empty(),
+        "a is fenced off"
+    );
     let current = Term { leader_id: "b".into(), elected_at: won.elected_at };
     let (advance, run) = tick(created.next_tick);
     assert_eq!(store.enqueue_ticks(Some(&current), &[advance], &[run]).await.unwrap(), [("s".to_owned(), 1)]);
@@ -252,7 +268,8 @@ async fn the_schema_refuses_a_second_task_for_one_tick(#[case] backend: Backend)
     let store = db.store().await;
     let now = store.clock().await.unwrap();
     let tick = now.duration_trunc(chrono::Duration::seconds(1)).unwrap();
-    let schedule = store.create_schedule(&spec("s", "* * * * * *", CatchUp::Latest), tick).await.unwrap().unwrap();
+    let schedule =
+        store.create_schedule(&spec("s", "* * * * * *", CatchUp::Latest), tick).await.unwrap().unwrap();
     // Advances that leave the schedule where it is, so only the unique key stands
     // between the second enqueue and a duplicate.
     let again = || {
@@ -279,21 +296,31 @@ async fn the_schema_refuses_a_second_task_for_one_tick(#[case] backend: Backend)
 #[case::latest(CatchUp::Latest, 1)]
 #[case::all(CatchUp::All, 10)]
 #[actix_rt::test]
-async fn after_downtime_catch_up_decides_the_missed_ticks(#[case] catch_up: CatchUp, #[case] expected: usize) {
+async fn after_downtime_catch_up_decides_the_missed_ticks(
+    #[case] catch_up: CatchUp,
+    #[case] expected: usize,
+) {
     let db = TestDb::new(Backend::Postgres).await;
     let store = db.store().await;
     let minute = store.clock().await.unwrap().duration_trunc(chrono::Duration::minutes(1)).unwrap();
     // Nobody led for the last ten minute ticks.
     let missed_from = minute - chrono::Duration::minutes(9);
     store.create_schedule(&spec("minutely", "* * * * *", catch_up), missed_from).await.unwrap().unwrap();
-    let worker = Worker::start(store.clone(), Arc::new(Registry::with_builtins(0.01)), test_config(&db.url).worker);
+    let worker =
+        Worker::start(store.clone(), Arc::new(Registry::with_builtins(0.01)), test_config(&db.url).worker);
     let advanced = wait_for("the leader's first pass", DEADLINE, || async {
         store.schedule("minutely").await.unwrap().filter(|s| s.next_tick > minute)
     })
     .await;
     let filter = ListFilter { schedule: Some("minutely".into()), limit: 100, ..Default::default() };
-    let missed: Vec<DateTime<Utc>> =
-        store.list_tasks(&filter).await.unwrap().iter().filter_map(|t| t.tick_at).filter(|t| *t <= minute).collect();
+    let missed: Vec<DateTime<Utc>> = store
+        .list_tasks(&filter)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.tick_at)
+        .filter(|t| *t <= minute)
+        .collect();
     assert_eq!(missed.len(), expected, "{catch_up:?}: {missed:?}");
     if expected > 0 {
         assert_eq!(missed.iter().max(), Some(&minute), "the most recent missed tick is kept");
@@ -321,7 +348,10 @@ async fn schedules_of_the_file_are_applied_at_start_and_win_over_api_edits(#[cas
     store.update_schedule(&edited, from_file.revision, Some(from_file.next_tick)).await.unwrap().unwrap();
     taskq::http::schedules::declare(&*store, &registry, 30, &declared).await.unwrap();
     let again = store.schedule("nightly").await.unwrap().unwrap();
-    assert_eq!((again.cron.as_str(), again.timezone.as_str(), again.catch_up), ("0 3 * * *", "Europe/Berlin", CatchUp::Latest));
+    assert_eq!(
+        (again.cron.as_str(), again.timezone.as_str(), again.catch_up),
+        ("0 3 * * *", "Europe/Berlin", CatchUp::Latest)
+    );
     assert_eq!(again.task.name, "report");
     assert!(again.paused, "a pause is kept unless the file sets paused");
 

@@ -15,7 +15,10 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::store::schedules::schedule_events;
-use crate::store::{Advance, Leader, Pass, Result, SCHEDULER_LEADERSHIP, Schedule, ScheduleSpec, ScheduleStore, Term, TickTask};
+use crate::store::{
+    Advance, Leader, Pass, Result, SCHEDULER_LEADERSHIP, Schedule, ScheduleSpec, ScheduleStore, Term,
+    TickTask,
+};
 
 /// A schedule with its last task's status.
 const SELECT: &str = "SELECT s.*, t.status AS last_task_status FROM schedules AS s \
@@ -134,7 +137,11 @@ impl ScheduleStore for PgStore {
         Self::schedule_in(&mut conn, name).await
     }
 
-    async fn create_schedule(&self, spec: &ScheduleSpec, next_tick: DateTime<Utc>) -> Result<Option<Schedule>> {
+    async fn create_schedule(
+        &self,
+        spec: &ScheduleSpec,
+        next_tick: DateTime<Utc>,
+    ) -> Result<Option<Schedule>> {
         let mut tx = self.pool.begin().await?;
         let created = sqlx::query(
             r#"
@@ -224,7 +231,8 @@ impl ScheduleStore for PgStore {
 
     async fn delete_schedule(&self, name: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM schedules WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        let deleted =
+            sqlx::query("DELETE FROM schedules WHERE name = $1").bind(name).execute(&mut *tx).await?;
         if deleted.rows_affected() > 0 {
             Self::write_schedule_events(&mut tx, name, &["deleted"]).await?;
         }
@@ -294,7 +302,8 @@ impl ScheduleStore for PgStore {
             .bind(column(|t| t.task.queue.clone()))
             .fetch_all(&self.pool)
             .await?;
-        let enqueued: Vec<(String, i64)> = rows.iter().map(|row| (row.get("name"), row.get("enqueued"))).collect();
+        let enqueued: Vec<(String, i64)> =
+            rows.iter().map(|row| (row.get("name"), row.get("enqueued"))).collect();
         let woken: Vec<&str> = ticks
             .iter()
             .filter(|t| enqueued.iter().any(|(name, n)| *n > 0 && *name == t.schedule))

@@ -11,8 +11,8 @@ use sqlx::{Sqlite, Transaction};
 use super::{SqliteStore, after, now};
 use crate::store::schedules::schedule_events;
 use crate::store::{
-    Advance, EventType, Hint, Leader, Pass, Result, SCHEDULER_LEADERSHIP, Schedule, ScheduleSpec, ScheduleStore,
-    Task, Term, TickTask,
+    Advance, EventType, Hint, Leader, Pass, Result, SCHEDULER_LEADERSHIP, Schedule, ScheduleSpec,
+    ScheduleStore, Task, Term, TickTask,
 };
 
 /// A schedule with its last task's status.
@@ -38,7 +38,10 @@ impl SqliteStore {
     }
 
     async fn schedule_in(tx: &mut Transaction<'static, Sqlite>, name: &str) -> Result<Option<Schedule>> {
-        Ok(sqlx::query_as(&format!("{SELECT} WHERE s.name = $1")).bind(name).fetch_optional(&mut **tx).await?)
+        Ok(sqlx::query_as(&format!("{SELECT} WHERE s.name = $1"))
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?)
     }
 
     /// Whether `term` still holds the scheduler's leadership; inside a write.
@@ -67,10 +70,17 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn schedule(&self, name: &str) -> Result<Option<Schedule>> {
-        Ok(sqlx::query_as(&format!("{SELECT} WHERE s.name = $1")).bind(name).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(&format!("{SELECT} WHERE s.name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
-    async fn create_schedule(&self, spec: &ScheduleSpec, next_tick: DateTime<Utc>) -> Result<Option<Schedule>> {
+    async fn create_schedule(
+        &self,
+        spec: &ScheduleSpec,
+        next_tick: DateTime<Utc>,
+    ) -> Result<Option<Schedule>> {
         let mut tx = self.write().await?;
         let at = now();
         let created = sqlx::query(
@@ -158,7 +168,8 @@ impl ScheduleStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if changed.rows_affected() > 0 {
-            Self::write_schedule_events(&mut tx, name, &[if paused { "paused" } else { "resumed" }], at).await?;
+            Self::write_schedule_events(&mut tx, name, &[if paused { "paused" } else { "resumed" }], at)
+                .await?;
         }
         let schedule = Self::schedule_in(&mut tx, name).await?;
         tx.commit().await?;
@@ -167,7 +178,8 @@ impl ScheduleStore for SqliteStore {
 
     async fn delete_schedule(&self, name: &str) -> Result<bool> {
         let mut tx = self.write().await?;
-        let deleted = sqlx::query("DELETE FROM schedules WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        let deleted =
+            sqlx::query("DELETE FROM schedules WHERE name = $1").bind(name).execute(&mut *tx).await?;
         if deleted.rows_affected() > 0 {
             Self::write_schedule_events(&mut tx, name, &["deleted"], now()).await?;
         }
