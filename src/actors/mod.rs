@@ -42,7 +42,7 @@ pub use executor::{Executor, handler_runtime};
 pub use heartbeat::{HEARTBEAT_INTERVAL, Heartbeat};
 pub use maintenance::{Pruner, Rescuer};
 pub use retry::Retry;
-pub use scheduler::{LEADER_TTL, PASS_INTERVAL, Scheduler};
+pub use scheduler::{LEADER_TTL, PASS_INTERVAL, Scheduler, stop as stop_scheduler};
 pub use writer::{BatchWriter, Completer, Outcome};
 
 use crate::config::{QueueSpec, WorkerConfig};
@@ -50,10 +50,6 @@ use crate::handlers::Registry;
 pub(crate) use crate::runtime::{io, spawn_io};
 use crate::store::{ReleaseReason, Store};
 use messages::{AbortAll, Flush, Stop, StopClaiming, WatchWrites, WhenIdle};
-
-/// How long shutdown waits for the Scheduler to resign its leadership; past it, the
-/// lease runs out on its own.
-const RESIGN_PATIENCE: Duration = Duration::from_secs(2);
 
 /// A running worker: its actors, and the handle to stop them.
 pub struct Worker {
@@ -143,13 +139,7 @@ impl Worker {
     pub async fn shutdown(self) {
         ask_all(&self.dispatchers, || StopClaiming).await;
         // Resign first, so another process schedules while this one drains.
-        let _ = self.scheduler.send(Stop).await;
-        let resigned = async {
-            while self.scheduler.connected() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        let _ = tokio::time::timeout(RESIGN_PATIENCE, resigned).await;
+        scheduler::stop(&self.scheduler).await;
         tracing::info!(grace = ?self.config.shutdown_grace, "worker stopping: claiming stopped, finishing in-flight tasks");
         let finished =
             tokio::time::timeout(self.config.shutdown_grace, ask_all(&self.dispatchers, || WhenIdle)).await;

@@ -36,6 +36,10 @@ pub const LEADER_TTL: Duration = Duration::from_secs(5);
 /// often followers try to win it.
 pub const PASS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long [`stop`] waits for the Scheduler to resign its leadership; past it, the
+/// lease runs out on its own.
+const RESIGN_PATIENCE: Duration = Duration::from_secs(2);
+
 /// The most due schedules one pass handles; a full pass is followed by another at once.
 const DUE_BATCH: u32 = 100;
 
@@ -239,5 +243,18 @@ impl Handler<Stop> for Scheduler {
         if !self.running {
             self.resign(ctx);
         }
+    }
+}
+
+/// Stops a Scheduler and waits (a little) until it has resigned.
+pub async fn stop(scheduler: &Addr<Scheduler>) {
+    let _ = scheduler.send(Stop).await;
+    let resigned = async {
+        while scheduler.connected() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(RESIGN_PATIENCE, resigned).await.is_err() {
+        tracing::warn!("the scheduler did not stop in time; its lease runs out on its own");
     }
 }
