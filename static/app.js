@@ -2,9 +2,10 @@
  *
  * A plain script with no build step: the server embeds this file as it is. It lives
  * in one IIFE so nothing leaks into the page's global scope; the only global it
- * reads is `uPlot` (static/vendor/uPlot.iife.min.js). The queues view lives in its own
- * module, static/queues.js, which gets the helpers it shares with this file (api()
- * with its token handling, the element builder, the formatters) as arguments.
+ * reads is `uPlot` (static/vendor/uPlot.iife.min.js). The queues and schedules views
+ * live in modules of their own, static/queues.js and static/schedules.js, which get the
+ * helpers they share with this file (api() with its token handling, the element
+ * builder, the formatters) as arguments.
  *
  * Data flow:
  *   GET /api/tasks/stream (SSE, read with fetch)
@@ -14,6 +15,7 @@
  *   GET /api/tasks, /api/tasks/{id}, /api/tasks/{id}/history ◀─ filters, detail drawer
  *   POST /api/tasks, /api/tasks/{id}/cancel, /api/tasks/{id}/retry ◀─ form and buttons
  *   POST /api/queues/{name}/pause|resume, PATCH /api/queues/{name} ◀─ queues view
+ *   GET /api/schedules, POST /api/schedules/{name}/pause|resume|trigger ◀─ schedules view
  *
  * Auth: when the server has API_TOKEN set, a 401 opens a small dialog; the token is
  * kept in sessionStorage and sent as `Authorization: Bearer …` on every request,
@@ -768,6 +770,38 @@
     }
   }
 
+  // ------------------------------------------------------------------ schedules
+
+  /** Keep the task list's schedule filter in step with the schedules listed. */
+  function renderScheduleChoices(names) {
+    const select = $('#filter-schedule');
+    const selected = select.value;
+    const options = names.includes(selected) || !selected ? names : [...names, selected].sort();
+    select.replaceChildren(h('option', { value: '' }, 'Any schedule'), ...options.map((n) => h('option', { value: n }, n)));
+    select.value = selected;
+  }
+
+  /** Filter the task list by one schedule and bring it into view (from the schedules view). */
+  function showTasksOfSchedule(name) {
+    const select = $('#filter-schedule');
+    if (![...select.options].some((o) => o.value === name)) select.append(h('option', { value: name }, name));
+    select.value = name;
+    loadTasks('replace');
+    $('.tasks-card').scrollIntoView({ behavior: 'smooth', block: 'start' });
+    select.focus({ preventScroll: true });
+  }
+
+  async function loadSchedulesView() {
+    try {
+      const { createSchedulesView } = await import('/static/schedules.js');
+      createSchedulesView({ api, h, toast, parseTs, onShowTasks: showTasksOfSchedule, onNames: renderScheduleChoices });
+    } catch (error) {
+      console.error('taskq: the schedules view could not be loaded:', error);
+      $('#schedules-empty').hidden = true;
+      showAlert($('#schedules-error'), new Error('The schedules view could not be loaded. Reload the page to try again.'));
+    }
+  }
+
   // ------------------------------------------------------------------ charts
 
   const charts = { throughput: null, queue: null, queued: false };
@@ -990,13 +1024,15 @@
     status: $('#filter-status').value,
     type: $('#filter-type').value,
     queue: $('#filter-queue').value,
+    schedule: $('#filter-schedule').value,
   });
 
   function matchesFilters(task) {
     const f = filters();
     return (!f.status || task.status === f.status) && (!f.type || task.type === f.type)
       // A task from an older server has no queue: only the default queue can hold it.
-      && (!f.queue || (task.queue ?? 'default') === f.queue);
+      && (!f.queue || (task.queue ?? 'default') === f.queue)
+      && (!f.schedule || task.schedule === f.schedule);
   }
 
   /**
@@ -1009,6 +1045,7 @@
     if (f.status) params.set('status', f.status);
     if (f.type) params.set('type', f.type);
     if (f.queue) params.set('queue', f.queue);
+    if (f.schedule) params.set('schedule', f.schedule);
     if (mode === 'append' && tasks.next) params.set('cursor', tasks.next);
 
     const seq = ++tasks.seq; // a newer request wins, so quick filter changes cannot interleave
@@ -1476,6 +1513,7 @@
     $('#filter-status').addEventListener('change', () => loadTasks('replace'));
     $('#filter-type').addEventListener('change', () => loadTasks('replace'));
     $('#filter-queue').addEventListener('change', () => loadTasks('replace'));
+    $('#filter-schedule').addEventListener('change', () => loadTasks('replace'));
     $('#filters').addEventListener('submit', (event) => event.preventDefault());
     $('#tasks-refresh').addEventListener('click', () => loadTasks('replace'));
     $('#tasks-more').addEventListener('click', () => loadTasks('append'));
@@ -1517,6 +1555,7 @@
     buildCharts();
     watchChartSize();
     loadQueuesView();
+    loadSchedulesView();
     loadAll();
     streamLoop();
   }
