@@ -745,9 +745,12 @@
     $('#cf-queue-list').replaceChildren(...names.map((n) => h('option', { value: n })));
   }
 
-  /** Filter the task list by one queue and bring it into view (from the queues view). */
-  function showTasksOfQueue(name) {
-    const select = $('#filter-queue');
+  /**
+   * Filter the task list by `name` in one of its filters (`#filter-queue`,
+   * `#filter-schedule`) and bring it into view (from the queues and schedules views).
+   */
+  function showTasksBy(selector, name) {
+    const select = $(selector);
     if (![...select.options].some((o) => o.value === name)) select.append(h('option', { value: name }, name));
     select.value = name;
     loadTasks('replace');
@@ -760,7 +763,7 @@
       const { createQueuesView } = await import('/static/queues.js');
       queuesView = createQueuesView({
         api, h, fmtInt, fmtDuration, flash, toast, parseTs,
-        onShowTasks: showTasksOfQueue,
+        onShowTasks: (name) => showTasksBy('#filter-queue', name),
       });
       if (lastStats) queuesView.update(lastStats);
     } catch (error) {
@@ -781,20 +784,14 @@
     select.value = selected;
   }
 
-  /** Filter the task list by one schedule and bring it into view (from the schedules view). */
-  function showTasksOfSchedule(name) {
-    const select = $('#filter-schedule');
-    if (![...select.options].some((o) => o.value === name)) select.append(h('option', { value: name }, name));
-    select.value = name;
-    loadTasks('replace');
-    $('.tasks-card').scrollIntoView({ behavior: 'smooth', block: 'start' });
-    select.focus({ preventScroll: true });
-  }
-
   async function loadSchedulesView() {
     try {
       const { createSchedulesView } = await import('/static/schedules.js');
-      createSchedulesView({ api, h, toast, parseTs, onShowTasks: showTasksOfSchedule, onNames: renderScheduleChoices });
+      createSchedulesView({
+        api, h, toast, parseTs,
+        onShowTasks: (name) => showTasksBy('#filter-schedule', name),
+        onNames: renderScheduleChoices,
+      });
     } catch (error) {
       console.error('taskq: the schedules view could not be loaded:', error);
       $('#schedules-empty').hidden = true;
