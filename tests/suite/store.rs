@@ -378,10 +378,10 @@ async fn migrations_revert_and_apply_again(#[case] backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     store.create_tasks(&[noop("before")]).await.unwrap();
-    // Each `migrate down` reverts the newest migration: PostgreSQL has three, SQLite two.
+    // Each `migrate down` reverts the newest migration: PostgreSQL has four, SQLite three.
     let migrations = match backend {
-        Backend::Postgres => 3,
-        Backend::Sqlite => 2,
+        Backend::Postgres => 4,
+        Backend::Sqlite => 3,
     };
     for step in 0..migrations {
         assert!(store.get_task(uuid::Uuid::now_v7()).await.is_ok(), "the tables stand before step {step}");
