@@ -33,7 +33,7 @@ export function createSchedulesView(deps) {
     const ms = parseTs(value);
     if (ms == null) return '—';
     const seconds = Math.round((ms - Date.now()) / 1000);
-    const relative = seconds >= 0 ? `in ${seconds} s` : `${-seconds} s ago`;
+    const relative = seconds > 0 ? `in ${seconds} s` : `${-seconds} s ago`;
     return `${new Date(ms).toLocaleString()} (${Math.abs(seconds) < 3600 ? relative : ''})`.replace(' ()', '');
   }
 

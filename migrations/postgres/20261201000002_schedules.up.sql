@@ -1,12 +1,13 @@
 -- Periodic tasks (docs/design.md, "Schedules"): schedules and their audit trail, the
 -- scheduler's leadership lease and its terms, and the tick a task was enqueued for.
 --
--- A tick's task carries its schedule and tick; the partial unique index makes a
--- second task for one (schedule, tick) impossible, whoever inserts it. Ordinary tasks
--- leave both columns NULL and are not in the index, so they pay nothing for it.
+-- A tick's task carries its schedule and tick, and its id is derived from the two
+-- (`tick_task_id` in src/store/schedules.rs): the primary key makes a second task for
+-- one (schedule, tick) impossible, whoever inserts it. No index is added to `tasks`,
+-- so ordinary tasks pay nothing: every statement that writes `tasks` locks each of
+-- its indexes, and the claim keeps within a backend's fast-path lock slots.
 
 ALTER TABLE tasks ADD COLUMN schedule text, ADD COLUMN tick_at timestamptz;
-CREATE UNIQUE INDEX tasks_schedule_tick_key ON tasks (schedule, tick_at) WHERE schedule IS NOT NULL;
 
 CREATE TABLE schedules (
     name         text        PRIMARY KEY,

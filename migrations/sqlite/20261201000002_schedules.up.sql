@@ -4,7 +4,6 @@
 
 ALTER TABLE tasks ADD COLUMN schedule TEXT;
 ALTER TABLE tasks ADD COLUMN tick_at TEXT;
-CREATE UNIQUE INDEX tasks_schedule_tick_key ON tasks (schedule, tick_at) WHERE schedule IS NOT NULL;
 
 CREATE TABLE schedules (
     name         TEXT    PRIMARY KEY,

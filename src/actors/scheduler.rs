@@ -11,8 +11,8 @@
 //! For each due schedule, `schedule::plan` decides the ticks to enqueue from the
 //! database's time of the pass, never this process's clock. The enqueue is fenced on
 //! the term, and on each schedule's revision and next tick, so a process that lost its
-//! lease, or a definition changed meanwhile, writes nothing; and a tick's task is
-//! unique per (schedule, tick) in the schema.
+//! lease, or a definition changed meanwhile, writes nothing; and a tick's task id is
+//! derived from (schedule, tick), so the primary key refuses a second one.
 //!
 //! At shutdown the leader resigns, so another process takes over at its next pass
 //! instead of waiting for the lease to run out.
@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use super::messages::Stop;
 use crate::metrics;
 use crate::schedule::{Cadence, plan};
-use crate::store::{Advance, Pass, Store, StoreError, Term, TickTask};
+use crate::store::{Advance, NewTask, Pass, Store, StoreError, Term, TickTask, tick_task_id};
 
 /// How long the leadership lease lasts unless renewed: how long schedules wait for a
 /// new leader after one died without resigning.
@@ -210,7 +210,7 @@ fn plan_pass(pass: &Pass, since: DateTime<Utc>) -> Planned {
         ticks.extend(planned.ticks.iter().map(|tick| TickTask {
             schedule: schedule.name.clone(),
             tick_at: Some(*tick),
-            task: schedule.task.instantiate(),
+            task: NewTask { id: tick_task_id(&schedule.name, *tick), ..schedule.task.instantiate() },
         }));
         advances.push(Advance {
             name: schedule.name.clone(),

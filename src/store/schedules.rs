@@ -6,8 +6,9 @@
 //! database time it was won (`elected_at`): renewing is scoped to that term, so a
 //! holder whose lease ran out and was taken over can never renew the new term, and
 //! every write of the leader is fenced on a term that still holds by the database's
-//! clock. A tick's task is unique per `(schedule, tick_at)`, so even two processes that
-//! both believe they lead cannot enqueue one tick twice.
+//! clock. A tick's task has an id derived from `(schedule, tick_at)` ([`tick_task_id`]),
+//! so even two processes that both believe they lead cannot enqueue one tick twice:
+//! the primary key refuses the second.
 
 use std::time::Duration;
 
@@ -21,6 +22,24 @@ use super::{NewTask, Result, TaskStatus};
 
 /// The name of the scheduler's leadership in `leaders`.
 pub const SCHEDULER_LEADERSHIP: &str = "scheduler";
+
+/// The id of the task of `schedule`'s tick at `tick`: a UUID v7 whose time is the
+/// tick's (so tick tasks sort by tick among the others) and whose other 74 bits come
+/// from a hash of the schedule and the tick. Every process, every version of taskq,
+/// computes the same id for one tick: the hash is FNV-1a, fixed here, not the standard
+/// library's (whose algorithm may change between releases).
+pub fn tick_task_id(schedule: &str, tick: DateTime<Utc>) -> Uuid {
+    let fnv = |offset: u64| {
+        let bytes = schedule.bytes().chain([0]).chain(tick.timestamp_micros().to_le_bytes());
+        bytes.fold(offset, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
+    };
+    let (high, low) = (fnv(0xcbf2_9ce4_8422_2325), fnv(0x8422_2325_cbf2_9ce4));
+    let mut bits = [0u8; 10];
+    bits[..8].copy_from_slice(&high.to_le_bytes());
+    bits[8..].copy_from_slice(&low.to_le_bytes()[..2]);
+    let millis = u64::try_from(tick.timestamp_millis()).unwrap_or_default();
+    uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid()
+}
 
 /// Checks a schedule name: 1 to 64 characters of `[a-z0-9_.-]`, as the schema requires.
 pub fn check_schedule_name(name: &str) -> Result<(), String> {
@@ -198,7 +217,8 @@ pub struct Advance {
     pub last_task_id: Option<Uuid>,
 }
 
-/// A task enqueued for a schedule: for a tick, or (`tick_at: None`) a manual run.
+/// A task enqueued for a schedule: for a tick (its id is then
+/// [`tick_task_id`]), or (`tick_at: None`) a manual run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TickTask {
     pub schedule: String,
@@ -277,4 +297,22 @@ pub(super) fn schedule_events(before: Option<&Schedule>, after: &ScheduleSpec) -
         events.push(if after.paused { "paused" } else { "resumed" });
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_has_one_task_id_for_every_process_and_a_different_one_for_every_tick() {
+        let tick = DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time");
+        let id = tick_task_id("nightly", tick);
+        assert_eq!(id, tick_task_id("nightly", tick));
+        assert_eq!(id.get_version_num(), 7);
+        assert_eq!(id.get_timestamp().map(|t| t.to_unix().0), Some(1_800_000_000));
+        assert_ne!(id, tick_task_id("nightly", tick + chrono::Duration::seconds(1)));
+        assert_ne!(id, tick_task_id("nightly2", tick));
+        // Stable across releases: a rolling upgrade must not enqueue a tick twice.
+        assert_eq!(id.to_string(), tick_task_id("nightly", tick).to_string());
+    }
 }

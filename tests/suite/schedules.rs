@@ -10,7 +10,9 @@ use rstest::rstest;
 use serde_json::{Value, json};
 use taskq::actors::Worker;
 use taskq::handlers::Registry;
-use taskq::store::{Advance, Backend, CatchUp, ListFilter, ScheduleSpec, TaskTemplate, Term, TickTask};
+use taskq::store::{
+    Advance, Backend, CatchUp, ListFilter, NewTask, ScheduleSpec, TaskTemplate, Term, TickTask, tick_task_id,
+};
 
 use crate::api::json_of;
 use crate::helpers::*;
@@ -263,14 +265,14 @@ async fn one_candidate_leads_until_its_lease_runs_out_and_a_replaced_leader_writ
 #[case::postgres(Backend::Postgres)]
 #[case::sqlite(Backend::Sqlite)]
 #[actix_rt::test]
-async fn the_schema_refuses_a_second_task_for_one_tick(#[case] backend: Backend) {
+async fn the_primary_key_refuses_a_second_task_for_one_tick(#[case] backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let now = store.clock().await.unwrap();
     let tick = now.duration_trunc(chrono::Duration::seconds(1)).unwrap();
     let schedule =
         store.create_schedule(&spec("s", "* * * * * *", CatchUp::Latest), tick).await.unwrap().unwrap();
-    // Advances that leave the schedule where it is, so only the unique key stands
+    // Advances that leave the schedule where it is, so only the tick's task id stands
     // between the second enqueue and a duplicate.
     let again = || {
         let advance = Advance {
@@ -281,7 +283,8 @@ async fn the_schema_refuses_a_second_task_for_one_tick(#[case] backend: Backend)
             last_tick: Some(tick),
             last_task_id: None,
         };
-        (advance, TickTask { schedule: "s".into(), tick_at: Some(tick), task: noop("s") })
+        let task = NewTask { id: tick_task_id("s", tick), ..noop("s") };
+        (advance, TickTask { schedule: "s".into(), tick_at: Some(tick), task })
     };
     let (advance, run) = again();
     assert_eq!(store.enqueue_ticks(None, &[advance], &[run]).await.unwrap(), [("s".to_owned(), 1)]);

@@ -93,7 +93,7 @@ WITH leader AS (
     SELECT id, name, type, payload::jsonb, priority, max_retries, backoff_seconds,
            timeout_seconds, queue, schedule, tick_at
     FROM input
-    ON CONFLICT (schedule, tick_at) WHERE schedule IS NOT NULL DO NOTHING
+    ON CONFLICT (id) DO NOTHING
     RETURNING id, schedule, created_at
 ), history AS (
     INSERT INTO task_history (task_id, event_type, status, retry_count, created_at)

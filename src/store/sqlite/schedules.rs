@@ -301,7 +301,7 @@ impl ScheduleStore for SqliteStore {
                                        timeout_seconds, run_at, created_at, updated_at, queue, schedule,
                                        tick_at)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $11, $12)
-                    ON CONFLICT (schedule, tick_at) WHERE schedule IS NOT NULL DO NOTHING
+                    ON CONFLICT (id) DO NOTHING
                     RETURNING *
                     "#,
                 )
