@@ -64,6 +64,8 @@ impl Application {
         crate::metrics::handle();
         let store = open_store(&config).await?;
         apply_queue_limits(&*store, &config.queue_limits).await?;
+        let default_timeout = config.worker.default_timeout.as_secs() as i64;
+        http::schedules::declare(&*store, &registry, default_timeout, &config.schedules).await?;
         let registry = Arc::new(registry);
         let shutting_down = Arc::new(AtomicBool::new(false));
 
@@ -79,7 +81,7 @@ impl Application {
             registry: Arc::clone(&registry),
             broadcaster: broadcaster.clone(),
             api_tokens: config.api_tokens.clone(),
-            default_timeout: config.worker.default_timeout.as_secs() as i64,
+            default_timeout,
             shutting_down: Arc::clone(&shutting_down),
         });
 

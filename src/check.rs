@@ -22,6 +22,7 @@
 //! | 11 | every ledger entry of a test handler is explained by the history |
 //! | 12 | no task of a queue starts while the queue is paused (after the pause was acknowledged) |
 //! | 13 | no more than a queue's `max_running` of its attempts overlap when one of them starts |
+//! | 14–16 | schedules: one task per tick, gaps only while no process led or while paused, nothing enqueued while paused (see `schedules`) |
 //!
 //! Invariants 12 and 13 read the queues' settings over time from `queue_history`. The
 //! pause check is made task by task; for the limit, the checker keeps one compact
@@ -47,6 +48,8 @@ use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use uuid::Uuid;
+
+mod schedules;
 
 use crate::backoff::RetryPolicy;
 use crate::store::{EventType, HistoryEvent, Task, TaskStatus};
@@ -127,6 +130,9 @@ pub enum Invariant {
     LedgerExplained = 11,
     QueuePaused = 12,
     QueueLimit = 13,
+    ScheduleTickOnce = 14,
+    ScheduleGap = 15,
+    SchedulePaused = 16,
 }
 
 impl Invariant {
@@ -183,6 +189,11 @@ pub struct Report {
     /// For each queue that ever had a limit: the most of its attempts that overlapped
     /// the start of one of them (whatever the limit was then).
     pub peak_running: BTreeMap<String, usize>,
+    /// Tasks enqueued for a schedule's tick.
+    pub scheduled_ticks: usize,
+    /// Ticks with no task that fell while no process led or while their schedule was
+    /// paused.
+    pub missed_ticks: usize,
     pub violations: Vec<Violation>,
 }
 
@@ -196,8 +207,16 @@ impl Report {
         let statuses: Vec<String> = self.by_status.iter().map(|(s, n)| format!("{s}={n}")).collect();
         let peaks: String =
             self.peak_running.iter().map(|(q, n)| format!(", peak running in {q}={n}")).collect();
+        let ticks = if self.scheduled_ticks > 0 {
+            format!(
+                ", scheduled ticks={} (missed while no process led or paused={})",
+                self.scheduled_ticks, self.missed_ticks
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{} tasks ({}), {} events, {} ledger runs, lost={}, rescued attempts={} ({} within their lease), repeated runs={}{peaks}, violations={}",
+            "{} tasks ({}), {} events, {} ledger runs, lost={}, rescued attempts={} ({} within their lease), repeated runs={}{peaks}{ticks}, violations={}",
             self.tasks,
             statuses.join(" "),
             self.events,
@@ -226,6 +245,7 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
     let now = source.now().await?;
     let has_ledger = source.has_ledger().await?;
     let mut queues = QueueCheck::new(source.queue_history().await?);
+    let mut schedules = schedules::ScheduleCheck::new(source.schedule_facts().await?);
     let mut acknowledged: Vec<Uuid> = options.acknowledged.clone();
     acknowledged.sort_unstable();
     acknowledged.dedup();
@@ -246,6 +266,7 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
         report.events += history.len();
         report.ledger_runs += ledger.len();
         verify_page(&tasks, history, ledger, options, now, &mut queues, &mut report);
+        schedules.observe(&tasks);
         after = Some(last);
         if (tasks.len() as i64) < PAGE {
             break;
@@ -253,6 +274,7 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
     }
     source.close().await;
     queues.sweep(&mut report);
+    schedules.sweep(options, now, &mut report);
 
     for (id, _) in acknowledged.iter().zip(&found).filter(|(_, found)| !**found) {
         report.lost += 1;
@@ -1392,6 +1414,8 @@ mod tests {
                 started_at: None,
                 completed_at: None,
                 queue: queue.into(),
+                schedule: None,
+                tick_at: None,
             };
             let mut story = Self { task, events: Vec::new() };
             story.event(0, EventType::TaskQueued, TaskStatus::Queued, None);
@@ -1429,6 +1453,8 @@ mod tests {
                 next_run_at: next.map(at),
                 created_at: at(ms),
                 queue: task.queue.clone(),
+                schedule: None,
+                tick_at: None,
             });
             self
         }

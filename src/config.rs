@@ -71,6 +71,9 @@ pub struct RawSettings {
     /// `[queues.NAME]` tables of `taskq.toml`.
     #[serde(default)]
     pub queues: std::collections::BTreeMap<String, RawQueue>,
+    /// `[[schedules]]` tables of `taskq.toml`, as given.
+    #[serde(default)]
+    pub schedules: Vec<serde_json::Value>,
 }
 
 /// A `[queues.NAME]` table: settings applied to the queue at every start.
@@ -132,6 +135,9 @@ pub struct Config {
     pub demo_time_scale: f64,
     /// Limits from `taskq.toml`, by queue (`None`: no limit), applied at start.
     pub queue_limits: std::collections::BTreeMap<String, Option<i32>>,
+    /// The `[[schedules]]` of `taskq.toml`. They are validated at start, where the task
+    /// types are known, by the same rules as `POST /api/schedules`, and applied there.
+    pub schedules: Vec<serde_json::Value>,
 }
 
 /// What a worker process needs.
@@ -336,6 +342,7 @@ impl Config {
             log_format,
             demo_time_scale,
             queue_limits: queue_limits(&raw.queues)?,
+            schedules: raw.schedules,
         })
     }
 }
@@ -582,6 +589,32 @@ mod tests {
             let error = from_file(toml, &[]).unwrap_err().to_string();
             assert!(error.contains(problem), "{toml}: {error}");
         }
+    }
+
+    #[test]
+    fn schedules_come_from_schedules_tables_of_the_file_as_given() {
+        let toml = r#"
+[[schedules]]
+name = "nightly"
+cron = "0 3 * * *"
+timezone = "Europe/Berlin"
+catch_up = "all"
+[schedules.task]
+type = "noop"
+name = "Nightly report"
+payload = { ReportId = 7 }
+
+[[schedules]]
+name = "often"
+cron = "* * * * * *"
+task = { type = "noop", name = "tick" }
+"#;
+        let config = from_file(toml, &[]).unwrap();
+        assert_eq!(config.schedules.len(), 2);
+        let nightly = &config.schedules[0];
+        assert_eq!(nightly["timezone"], "Europe/Berlin");
+        assert_eq!(nightly["task"]["payload"]["ReportId"], 7, "keys keep their case: {nightly}");
+        assert_eq!(config.schedules[1]["task"]["name"], "tick");
     }
 
     #[test]

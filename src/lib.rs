@@ -8,6 +8,8 @@
 //! - [`actors`]: the worker (Dispatcher, Executors, Retry, Completer, Rescuer,
 //!   Pruner) and the StatsBroadcaster;
 //! - [`http`]: the JSON API, the live stream and the dashboard;
+//! - [`schedule`]: periodic tasks: when a cron expression ticks, and what a pass of
+//!   the leader enqueues;
 //! - [`app`]: [`Application`](app::Application), which wires a process's roles;
 //! - [`config`], [`backoff`], [`metrics`], [`telemetry`]: the rest.
 //!
@@ -38,5 +40,6 @@ pub mod handlers;
 pub mod http;
 pub mod metrics;
 mod runtime;
+pub mod schedule;
 pub mod store;
 pub mod telemetry;

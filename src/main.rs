@@ -39,7 +39,7 @@ enum Command {
     Check(taskq::check::CheckArgs),
     /// Measures taskq against DATABASE_URL (in a database of its own) beside raw SQL;
     /// see docs/benchmarks.md.
-    Bench(taskq::bench::BenchArgs),
+    Bench(Box<taskq::bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         Command::Migrate { direction } => actix_web::rt::System::new().block_on(migrate(config, &direction)),
         Command::Healthcheck => healthcheck(&config),
         Command::Check(args) => actix_web::rt::System::new().block_on(taskq::check::command(config, args)),
-        Command::Bench(args) => actix_web::rt::System::new().block_on(taskq::bench::run(args)),
+        Command::Bench(args) => actix_web::rt::System::new().block_on(taskq::bench::run(*args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

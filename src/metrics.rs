@@ -81,6 +81,29 @@ pub fn rescued(tasks: usize) {
     counter!("taskq_tasks_rescued_total").increment(tasks as u64);
 }
 
+/// `taskq_schedule_ticks_enqueued_total{schedule}`: tasks enqueued for ticks.
+pub fn ticks_enqueued(schedule: &str, ticks: u64) {
+    counter!("taskq_schedule_ticks_enqueued_total", "schedule" => schedule.to_owned()).increment(ticks);
+}
+
+/// `taskq_schedule_ticks_skipped_total{schedule}`: due ticks dropped by `catch_up`
+/// (missed while no process led or while the schedule was paused).
+pub fn ticks_skipped(schedule: &str, ticks: u64) {
+    counter!("taskq_schedule_ticks_skipped_total", "schedule" => schedule.to_owned()).increment(ticks);
+}
+
+/// `taskq_scheduler_leader{worker_id}`: 1 in the process that leads the scheduler, 0
+/// in the others.
+pub fn scheduler_leader(worker_id: &str, leads: bool) {
+    gauge!("taskq_scheduler_leader", "worker_id" => worker_id.to_owned()).set(if leads { 1.0 } else { 0.0 });
+}
+
+/// `taskq_scheduler_statements_total`: statements the Scheduler sent (its passes and
+/// enqueues): its cost on the database.
+pub fn scheduler_statements(statements: u64) {
+    counter!("taskq_scheduler_statements_total").increment(statements);
+}
+
 /// A worker's gauges, looked up once: the Dispatcher sets them for every task it
 /// hands out or gets back, too often to build labels and search the registry each
 /// time. Handles taken before the recorder is installed record nothing, so

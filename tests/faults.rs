@@ -38,6 +38,8 @@ mod poison;
 mod postgres;
 #[path = "faults/queues.rs"]
 mod queues;
+#[path = "faults/schedules.rs"]
+mod schedules;
 #[path = "faults/sigterm.rs"]
 mod sigterm;
 #[path = "faults/sqlite.rs"]

@@ -226,6 +226,8 @@ mod tests {
                 next_run_at: None,
                 created_at: Utc::now(),
                 queue: "default".into(),
+                schedule: None,
+                tick_at: None,
             },
             task_type: "noop".into(),
             name: "n".into(),

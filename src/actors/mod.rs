@@ -9,6 +9,7 @@
 //! | [`Completer`] | batched acknowledgements | `Record<Completion>` | one store write per batch |
 //! | [`Rescuer`] | attempts whose worker is gone | its tick | rescue writes |
 //! | [`Pruner`] | retention and counter folding | its tick | prune writes |
+//! | [`Scheduler`] | the scheduler's leadership; while it leads, the schedules' ticks | its pass | tick enqueues |
 //! | [`StatsBroadcaster`] | live-stream clients (server role) | its tick, `Subscribe` | `Broadcast` |
 //!
 //! One wake-up listener per process (`listener`) routes hints to the Dispatchers of
@@ -26,6 +27,7 @@ mod listener;
 mod maintenance;
 pub mod messages;
 mod retry;
+mod scheduler;
 mod writer;
 
 use std::sync::Arc;
@@ -40,6 +42,7 @@ pub use executor::{Executor, handler_runtime};
 pub use heartbeat::{HEARTBEAT_INTERVAL, Heartbeat};
 pub use maintenance::{Pruner, Rescuer};
 pub use retry::Retry;
+pub use scheduler::{LEADER_TTL, PASS_INTERVAL, Scheduler, stop as stop_scheduler};
 pub use writer::{BatchWriter, Completer, Outcome};
 
 use crate::config::{QueueSpec, WorkerConfig};
@@ -60,6 +63,7 @@ pub struct Worker {
     retry: Addr<Retry>,
     rescuer: Addr<Rescuer>,
     pruner: Addr<Pruner>,
+    scheduler: Addr<Scheduler>,
 }
 
 impl Worker {
@@ -120,8 +124,9 @@ impl Worker {
         let rescuer = Rescuer::new(Arc::clone(&store), config.retry, rescue_every).start();
         let pruner =
             Pruner::new(Arc::clone(&store), config.retention_succeeded, config.retention_failed).start();
+        let scheduler = Scheduler::new(Arc::clone(&store), worker_id).start();
         tracing::info!(worker_id = %config.worker_id, queues = %config.queues_label(), "worker started");
-        Self { store, config, dispatchers, heartbeat, listener, completer, retry, rescuer, pruner }
+        Self { store, config, dispatchers, heartbeat, listener, completer, retry, rescuer, pruner, scheduler }
     }
 
     pub fn id(&self) -> &str {
@@ -133,6 +138,8 @@ impl Worker {
     /// is written (or left to the Rescuer after repeated database errors).
     pub async fn shutdown(self) {
         ask_all(&self.dispatchers, || StopClaiming).await;
+        // Resign first, so another process schedules while this one drains.
+        scheduler::stop(&self.scheduler).await;
         tracing::info!(grace = ?self.config.shutdown_grace, "worker stopping: claiming stopped, finishing in-flight tasks");
         let finished =
             tokio::time::timeout(self.config.shutdown_grace, ask_all(&self.dispatchers, || WhenIdle)).await;

@@ -17,6 +17,7 @@
 //! | `stats` | `GET /api/stats` with a million tasks in the table | [`http`] |
 //! | `scale` | drain with 1, 2 and 4 worker processes | [`drain`] |
 //! | `queues` | drain spread over four queues, one under a global limit | [`queues`] |
+//! | `schedules` | a scheduler leading 1,000 schedules: statements/s with none due, tick lag | [`schedules`] |
 //! | `memory` | resident memory of a worker process with 100 idle executors | [`drain`] |
 //!
 //! Each scenario runs `--runs` times (three by default); each figure is reported as
@@ -36,6 +37,7 @@ mod latency;
 mod process;
 mod queues;
 mod report;
+mod schedules;
 
 pub use process::wait_listening;
 
@@ -57,7 +59,7 @@ pub use report::{Figure, Report, Unit};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Scenarios to run, in this order: drain, latency, enqueue, http, stats, scale,
-    /// queues, memory (default: all).
+    /// queues, schedules, memory (default: all).
     #[arg(value_name = "SCENARIO")]
     pub scenarios: Vec<Scenario>,
     /// A PostgreSQL URL whose role may create databases; the benchmark runs in a
@@ -131,6 +133,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20_000)]
     pub scale_tasks: u32,
 
+    /// schedules: how long the leader idles over schedules none of which is due.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub schedules_idle: Duration,
+    /// schedules: how long some schedules then tick every second.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub schedules_ticking: Duration,
+    /// schedules: how many of the 1,000 schedules tick every second.
+    #[arg(long, default_value_t = 100)]
+    pub schedules_every_second: usize,
+
     /// memory: executors of the idle worker process whose memory is measured.
     #[arg(long, default_value_t = 100)]
     pub memory_concurrency: u32,
@@ -150,11 +162,12 @@ pub enum Scenario {
     Stats,
     Scale,
     Queues,
+    Schedules,
     Memory,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Self::Drain,
         Self::Latency,
         Self::Enqueue,
@@ -162,6 +175,7 @@ impl Scenario {
         Self::Stats,
         Self::Scale,
         Self::Queues,
+        Self::Schedules,
         Self::Memory,
     ];
 
@@ -174,6 +188,7 @@ impl Scenario {
             Self::Stats => "stats",
             Self::Scale => "scale",
             Self::Queues => "queues",
+            Self::Schedules => "schedules",
             Self::Memory => "memory",
         }
     }
@@ -273,6 +288,7 @@ async fn run_scenarios(bench: &mut Bench, scenarios: &[Scenario]) -> anyhow::Res
             Scenario::Stats => http::stats(bench).await,
             Scenario::Scale => drain::scale(bench).await,
             Scenario::Queues => queues::queues(bench).await,
+            Scenario::Schedules => schedules::schedules(bench).await,
             Scenario::Memory => drain::memory(bench).await,
         };
         result.with_context(|| format!("scenario {} failed", scenario.name()))?;
@@ -350,9 +366,12 @@ impl BenchDb {
     /// that the runs do not pay for each other's dirty pages.
     pub async fn reset(&self) -> anyhow::Result<()> {
         let mut conn = self.connect().await?;
-        sqlx::query("TRUNCATE tasks, task_history, task_counts, task_throughput, workers")
-            .execute(&mut conn)
-            .await?;
+        sqlx::query(
+            "TRUNCATE tasks, task_history, task_counts, task_throughput, workers, schedules, \
+             schedule_history, leaders, leader_terms",
+        )
+        .execute(&mut conn)
+        .await?;
         // CHECKPOINT needs superuser or pg_checkpoint; without it the runs are only noisier.
         let _ = sqlx::query("CHECKPOINT").execute(&mut conn).await;
         let _ = conn.close().await;

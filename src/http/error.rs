@@ -24,6 +24,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { message: String, status: &'static str },
+    /// A 409 about something other than a task's status (a name taken, a concurrent change).
+    #[error("{0}")]
+    Clash(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("missing or invalid bearer token")]
@@ -45,7 +48,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) | Self::BadRequestWith { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::Clash(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -11,6 +11,7 @@ mod openapi;
 mod ops;
 mod queues;
 mod search;
+pub mod schedules;
 mod stream;
 mod tasks;
 pub mod validate;
@@ -79,7 +80,7 @@ pub fn app(
         cors_origins
             .iter()
             .fold(actix_cors::Cors::default(), |cors, origin| cors.allowed_origin(origin))
-            .allowed_methods(["GET", "POST", "PATCH"])
+            .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
             .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
             .max_age(3600)
     };
@@ -135,7 +136,8 @@ pub fn app(
                         )
                         .configure(bulk::routes)
                         .configure(tasks::routes)
-                        .configure(queues::routes),
+                        .configure(queues::routes)
+                        .configure(schedules::routes),
                 );
             }
         })

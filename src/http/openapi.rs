@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{AppState, bulk, ops, queues, search, stream, tasks, validate};
+use super::{AppState, bulk, ops, queues, schedules, search, stream, tasks, validate};
 use crate::store;
 
 #[derive(OpenApi)]
@@ -21,17 +21,22 @@ use crate::store;
     paths(
         tasks::create, tasks::create_batch, tasks::list, tasks::get, tasks::history,
         tasks::cancel, tasks::retry, bulk::bulk, tasks::task_types, ops::stats, stream::stream,
-        queues::list, queues::get, queues::update, queues::pause, queues::resume
+        queues::list, queues::get, queues::update, queues::pause, queues::resume,
+        schedules::create, schedules::list, schedules::get, schedules::update, schedules::delete,
+        schedules::pause, schedules::resume, schedules::trigger
     ),
     components(schemas(
         validate::CreateTask, validate::CreateBatch, tasks::TaskList, tasks::ErrorBody, tasks::TaskTypes,
         store::Task, store::HistoryEvent, store::TaskEvent, store::TaskStatus, store::EventType,
         store::Stats, store::Throughput, store::MinuteThroughput, store::WorkerInfo,
         store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue,
-        bulk::BulkRequest, search::TaskQuery, store::BulkAction, store::BulkOutcome
+        bulk::BulkRequest, search::TaskQuery, store::BulkAction, store::BulkOutcome,
+        store::Schedule, store::TaskTemplate, store::CatchUp, store::Leader, schedules::CreateSchedule,
+        schedules::UpdateSchedule, schedules::ScheduleList
     )),
     tags((name = "tasks", description = "Create, inspect, search, cancel and retry tasks, one or in bulk"),
          (name = "queues", description = "Named queues: figures, global limits, pause and resume"),
+         (name = "schedules", description = "Periodic tasks: cron schedules, pause, resume and run now"),
          (name = "stats", description = "Statistics and the live stream"))
 )]
 pub struct ApiDoc;
@@ -63,7 +68,9 @@ fn refine(document: &mut Value, auth: bool, task_types: &[&str]) {
                 Some("status") => {
                     json!({ "anyOf": [{ "$ref": "#/components/schemas/TaskStatus" }, { "const": "" }] })
                 }
-                Some("queue") => json!({ "type": "string", "pattern": "^([a-z0-9_.-]{1,64})?$" }),
+                Some("queue" | "schedule") => {
+                    json!({ "type": "string", "pattern": "^([a-z0-9_.-]{1,64})?$" })
+                }
                 Some("cursor") => {
                     json!({ "anyOf": [{ "type": "string", "format": "uuid" }, { "const": "" }] })
                 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use crate::handlers::Registry;
 use crate::store::search::{PAYLOAD_SPAN, prefix_range};
-use crate::store::{ListFilter, PayloadMatch, TaskStatus, check_queue_name};
+use crate::store::{ListFilter, PayloadMatch, TaskStatus, check_queue_name, check_schedule_name};
 
 /// The default and largest page of `GET /api/tasks` (and of a bulk action's page).
 pub const PAGE: (u32, u32) = (50, 500);
@@ -30,6 +30,8 @@ pub struct TaskQuery {
     pub task_type: Option<String>,
     /// Only tasks of this queue.
     pub queue: Option<String>,
+    /// Only tasks enqueued by this schedule.
+    pub schedule: Option<String>,
     /// A task's id, or the start of one (hex digits; hyphens optional).
     pub id: Option<String>,
     /// Only tasks whose name contains this, ignoring case.
@@ -58,6 +60,13 @@ pub struct TaskQuery {
 /// A value given: neither absent nor empty.
 fn given(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
+}
+
+/// A name given, checked by `check`.
+fn name(key: &str, value: Option<String>, check: fn(&str) -> Result<(), String>) -> Result<Option<String>, ApiError> {
+    given(value)
+        .map(|v| check(&v).map(|()| v).map_err(|why| ApiError::BadRequest(format!("{key}: {why}"))))
+        .transpose()
 }
 
 fn time(key: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -114,11 +123,8 @@ impl TaskQuery {
             .transpose()?;
         let task_type = given(self.task_type)
             .map(|t| registry.get(&t).map_or(t.clone(), |(canonical, _)| canonical.to_owned()));
-        let queue = given(self.queue)
-            .map(|q| {
-                check_queue_name(&q).map(|()| q).map_err(|why| ApiError::BadRequest(format!("queue: {why}")))
-            })
-            .transpose()?;
+        let queue = name("queue", self.queue, check_queue_name)?;
+        let schedule = name("schedule", self.schedule, check_schedule_name)?;
         let ids = given(self.id)
             .map(|id| {
                 prefix_range(&id).ok_or_else(|| {
@@ -143,6 +149,7 @@ impl TaskQuery {
             status,
             task_type,
             queue,
+            schedule,
             before,
             limit,
             ids,

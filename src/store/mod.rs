@@ -13,13 +13,15 @@
 //! - `model`: the task, its history, and the inputs/outputs of operations;
 //! - `postgres`, `sqlite`: one module per backend holding every query for it;
 //! - [`stats`]: assembles the statistics snapshot from the backend's counters;
-//! - [`search`], `bulk`: the task search and bulk actions on it, over both backends.
+//! - [`search`], `bulk`: the task search and bulk actions on it, over both backends;
+//! - `schedules`: periodic tasks and the scheduler's leadership ([`ScheduleStore`]).
 
 mod bulk;
 mod group;
 mod model;
 mod postgres;
 pub mod search;
+mod schedules;
 mod sqlite;
 
 use std::sync::Arc;
@@ -33,6 +35,7 @@ pub use bulk::{BULK_PAGE, BulkAction, BulkOutcome, BulkScope, run_bulk};
 pub use group::CreateBatcher;
 pub use model::*;
 pub use postgres::PgStore;
+pub use schedules::*;
 pub use sqlite::SqliteStore;
 
 /// How long a worker may go without a heartbeat before its running tasks are
@@ -115,7 +118,7 @@ pub type Wakeups = BoxStream<'static, Result<Hint>>;
 /// Everything taskq does with its database. Methods taking slices are batched: one
 /// statement (PostgreSQL) or one transaction (SQLite) per call.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ScheduleStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Applies pending migrations.

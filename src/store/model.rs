@@ -122,6 +122,14 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
     /// The named queue the task waits in; workers claim per queue.
     pub queue: String,
+    /// The schedule that enqueued the task, if one did.
+    #[sqlx(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The tick the task was enqueued for; `null` for a manual run of its schedule.
+    #[sqlx(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_at: Option<DateTime<Utc>>,
 }
 
 /// One entry of a task's audit trail.
@@ -138,6 +146,13 @@ pub struct HistoryEvent {
     pub created_at: DateTime<Utc>,
     /// The task's queue (a task never changes queue, so it is read from the task).
     pub queue: String,
+    /// The task's schedule and tick, read from the task like its queue.
+    #[sqlx(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[sqlx(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_at: Option<DateTime<Utc>>,
 }
 
 /// A history event with the task's type and name: what the live stream sends.
@@ -322,6 +337,8 @@ pub struct ListFilter {
     pub status: Option<TaskStatus>,
     pub task_type: Option<String>,
     pub queue: Option<String>,
+    /// Only tasks enqueued by this schedule.
+    pub schedule: Option<String>,
     /// Only tasks older (smaller UUID v7) than this one.
     pub before: Option<Uuid>,
     pub limit: u32,

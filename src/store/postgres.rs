@@ -18,6 +18,7 @@ use batch_sql::{APPLY_FAILURES, CLAIM, COMPLETE, RELEASE};
 
 mod batch_sql;
 mod bulk;
+mod schedules;
 mod search;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -343,7 +344,7 @@ impl Store for PgStore {
 
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>> {
         Ok(sqlx::query_as(
-            "SELECT e.*, t.queue FROM task_events AS e JOIN tasks AS t ON t.id = e.task_id \
+            "SELECT e.*, t.queue, t.schedule, t.tick_at FROM task_events AS e JOIN tasks AS t ON t.id = e.task_id \
              WHERE e.task_id = $1 ORDER BY e.id",
         )
         .bind(id)

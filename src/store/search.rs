@@ -48,6 +48,7 @@ macro_rules! bind_search {
             .bind(filter.payload.as_ref().map(|p| p.key.as_str()))
             .bind(filter.payload.as_ref().map(|p| p.value.as_str()))
             .bind(i64::from(filter.limit))
+            .bind(filter.schedule.as_deref())
     }};
 }
 pub(crate) use bind_search;

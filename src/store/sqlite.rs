@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::*;
 
 mod bulk;
+mod schedules;
 mod search;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -295,7 +296,7 @@ impl Store for SqliteStore {
 
     async fn history(&self, id: Uuid) -> Result<Vec<HistoryEvent>> {
         Ok(sqlx::query_as(
-            "SELECT h.*, t.queue FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
+            "SELECT h.*, t.queue, t.schedule, t.tick_at FROM task_history AS h JOIN tasks AS t ON t.id = h.task_id \
              WHERE h.task_id = $1 ORDER BY h.id",
         )
         .bind(id)

@@ -730,6 +730,43 @@ describe('taskq dashboard in a real browser', () => {
     await page.setViewportSize({ width: 1440, height: 1000 });
   });
 
+  it('lists a schedule live, pauses and resumes it, runs it now and filters its tasks', STEP_TIMEOUT, async () => {
+    const name = `tick-${RUN}`;
+    const created = await api('/api/schedules', {
+      method: 'POST',
+      body: { name, cron: '* * * * * *', task: { type: 'noop', name: `${name} task` } },
+    });
+    assert.equal(created.status, 201, `POST /api/schedules answered ${created.status}: ${created.text}`);
+    const row = page.locator(`#schedules-body tr[data-schedule="${name}"]`);
+    await row.waitFor({ timeout: WAIT_MS });
+    await eventually(async () => (await row.locator('td.last-task').textContent()).trim() !== '—',
+      { message: `a tick of ${name} shown as its last task` });
+    assert.match(await page.locator('#schedules-leader').textContent(), /Leader: /);
+
+    await row.getByRole('button', { name: `Pause schedule ${name}` }).click();
+    await eventually(async () => (await api(`/api/schedules/${name}`)).body?.paused === true, { message: `${name} paused` });
+    await eventually(async () => (await row.getAttribute('data-state')) === 'paused', { message: 'the row shows the pause' });
+    await screenshot(page, '14-schedule-paused');
+    await row.getByRole('button', { name: `Resume schedule ${name}` }).click();
+    await eventually(async () => (await api(`/api/schedules/${name}`)).body?.paused === false, { message: `${name} resumed` });
+
+    const manual = async () => ((await api(`/api/tasks?schedule=${name}&limit=500`)).body?.tasks || [])
+      .filter((t) => !t.tick_at).length;
+    await row.getByRole('button', { name: `Run schedule ${name} now` }).click();
+    await eventually(async () => (await manual()) === 1, { message: 'one manual run of the schedule' });
+
+    const request = page.waitForRequest((req) => {
+      const url = new URL(req.url());
+      return url.pathname === '/api/tasks' && url.searchParams.get('schedule') === name;
+    });
+    await row.getByRole('button', { name: `Show the tasks of schedule ${name}` }).click();
+    await request;
+    assert.equal(await page.locator('#filter-schedule').inputValue(), name);
+    await screenshot(page, '15-filtered-by-schedule');
+    await page.locator('#filter-schedule').selectOption('');
+    assert.equal((await api(`/api/schedules/${name}`, { method: 'DELETE' })).status, 204);
+  });
+
   it('renders in dark mode, and the page raised no errors', STEP_TIMEOUT, async () => {
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.locator('#conn[data-state="live"]').waitFor({ timeout: WAIT_MS });

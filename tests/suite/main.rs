@@ -8,6 +8,7 @@ mod helpers;
 mod oversized;
 mod queues;
 mod search;
+mod schedules;
 mod store;
 #[path = "../common/wait.rs"]
 mod wait;

@@ -20,6 +20,7 @@ const SEARCH: &str = r#"
       AND ($10::timestamptz IS NULL OR completed_at >= $10)
       AND ($11::timestamptz IS NULL OR completed_at < $11)
       AND ($12::text IS NULL OR payload ->> $12 = $13)
+      AND ($15::text IS NULL OR schedule = $15)
     ORDER BY id DESC
     LIMIT $14
 "#;

@@ -20,6 +20,7 @@ const SEARCH: &str = r#"
       AND ($10 IS NULL OR completed_at >= $10)
       AND ($11 IS NULL OR completed_at < $11)
       AND ($12 IS NULL OR CAST(json_extract(payload, '$."' || $12 || '"') AS TEXT) = $13)
+      AND ($15 IS NULL OR schedule = $15)
     ORDER BY id DESC
     LIMIT $14
 "#;
