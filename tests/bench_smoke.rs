@@ -30,7 +30,7 @@ fn every_bench_scenario_runs_at_a_tiny_size_and_reports_its_figures() {
         "--stats-tasks", "1000", "--stats-requests", "5",
         "--scale-workers", "1,2", "--scale-concurrency", "5", "--scale-tasks", "200",
         "--schedules-idle", "2s", "--schedules-ticking", "2s", "--schedules-every-second", "5",
-        "--memory-concurrency", "5", "--memory-settle", "100ms",
+        "--memory-concurrency", "5", "--memory-settle", "100ms", "--no-peer",
     ]);
 
     let report =
@@ -76,7 +76,18 @@ fn the_a_b_script_alternates_two_binaries_and_prints_their_ratio() {
     let out = std::env::temp_dir().join(format!("taskq-ab-{}", std::process::id()));
     let bin = env!("CARGO_BIN_EXE_taskq");
     let output = std::process::Command::new("bash")
-        .args(["bench/ab.sh", bin, bin, "1", "--", "drain", "--no-baseline", "--drain-tasks", "300"])
+        .args([
+            "bench/ab.sh",
+            bin,
+            bin,
+            "1",
+            "--",
+            "drain",
+            "--no-baseline",
+            "--no-peer",
+            "--drain-tasks",
+            "300",
+        ])
         .args(["--concurrency", "5"])
         .env("DATABASE_URL", pg_admin_url())
         .env("AB_OUT", &out)
@@ -94,6 +105,51 @@ fn the_a_b_script_alternates_two_binaries_and_prints_their_ratio() {
         assert!(out.join(side).exists(), "{side} kept");
     }
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The peer columns come from the peer's driver: a stand-in here, answering what
+/// `../shared/peers/graphile-worker/run.sh` answers, so the plumbing is tested on any
+/// machine whether graphile-worker is installed or not.
+#[test]
+fn the_peer_runs_between_taskq_runs_and_fills_its_columns() {
+    let dir = std::env::temp_dir().join(format!("taskq-peer-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("qbench/graphile-worker/node_modules/graphile-worker")).unwrap();
+    std::fs::write(
+        dir.join("run.sh"),
+        r#"case $1 in
+            w1) echo '{"completed_per_s": 1000}' ;;
+            w2) echo '{"p50_ms": 2.0, "p99_ms": 4.0, "max_ms": 8.0}' ;;
+            w3) echo '{"jobs_per_s": 100}' ;;
+        esac"#,
+    )
+    .unwrap();
+    let url = pg_admin_url();
+    let (peer, home) =
+        (dir.to_string_lossy().into_owned(), dir.join("qbench").to_string_lossy().into_owned());
+    #[rustfmt::skip]
+    let cli = Cli::parse_from([
+        "bench", "drain", "latency", "enqueue", "--database-url", &url, "--runs", "1", "--no-baseline",
+        "--peer", &peer, "--peer-home", &home, "--drain-tasks", "200", "--concurrency", "5", "--batch", "100",
+        "--latency-tasks", "5", "--latency-interval", "5ms",
+        "--enqueue-tasks", "20", "--enqueue-connections", "2", "--enqueue-batch-tasks", "200",
+    ]);
+    let report =
+        actix_rt::System::new().block_on(taskq::bench::measure(cli.bench)).expect("the benchmark runs");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let peered: Vec<(&str, f64)> =
+        report.figures.iter().filter_map(|f| Some((f.name.as_str(), f.peer_median()?))).collect();
+    assert_eq!(
+        peered,
+        [
+            ("completed tasks/s, concurrency 5", 1000.0),
+            ("commit → handler start, p50", 2.0),
+            ("commit → handler start, p99", 4.0),
+            ("commit → handler start, max", 8.0),
+            ("single-task inserts/s, 1 connection", 100.0),
+        ]
+    );
+    assert!(report.figures.iter().all(|f| f.peer.is_none() || f.peer_ratio().is_some()));
+    assert!(report.table().contains("× peer"));
 }
 
 #[test]

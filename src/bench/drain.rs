@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection as _, PgConnection};
 
 use super::baseline::{Limit, Script};
+use super::peer::{PEER, Peer};
 use super::process::{TaskqProcess, wait_listening};
 use super::{Bench, Unit};
 use crate::actors::Worker;
@@ -71,6 +72,19 @@ pub async fn drain(bench: &mut Bench) -> anyhow::Result<()> {
                 Unit::PerSecond,
                 Some(DRAIN_TARGET),
                 f64::from(n) / elapsed.as_secs_f64(),
+            );
+        }
+        if let Some(peer) = &bench.peer {
+            bench.step(format!("drain run {run}: {PEER}"));
+            let line = peer.run("w1", &["--n".into(), n.to_string()]).await?;
+            // Beside taskq's default concurrency: the setting users run.
+            let concurrency = WorkerConfig::default().concurrency;
+            bench.report.peer(
+                "drain",
+                &format!("completed tasks/s, concurrency {concurrency}"),
+                Unit::PerSecond,
+                PEER,
+                Peer::number(&line, "completed_per_s")?,
             );
         }
         if bench.pgbench.is_some() {

@@ -12,6 +12,7 @@ use super::Bench;
 use super::Unit;
 use super::baseline::{Limit, Script};
 use super::drain::enqueue_bulk;
+use super::peer::{PEER, Peer};
 use crate::store::NewTask;
 
 /// The targets.
@@ -37,6 +38,11 @@ pub async fn enqueue(bench: &mut Bench) -> anyhow::Result<()> {
         let rate = f64::from(n) / started.elapsed().as_secs_f64();
         store.close().await;
         bench.report.taskq("enqueue", single, Unit::PerSecond, Some(SINGLE_TARGET), rate);
+        if let Some(peer) = &bench.peer {
+            bench.step(format!("enqueue run {run}: {PEER}, {n} single inserts"));
+            let line = peer.run("w3", &["--n".into(), n.to_string()]).await?;
+            bench.report.peer("enqueue", single, Unit::PerSecond, PEER, Peer::number(&line, "jobs_per_s")?);
+        }
 
         bench.step(format!("enqueue run {run}: {n} single inserts, {connections} connections"));
         bench.db.reset().await?;

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::baseline::{Limit, Script};
 use super::drain::insert_raw;
+use super::peer::{PEER, Peer};
 use super::process::wait_listening;
 use super::{Bench, Unit, percentile};
 use crate::actors::Worker;
@@ -109,6 +110,15 @@ pub async fn latency(bench: &mut Bench) -> anyhow::Result<()> {
         );
         report.taskq("latency", "commit → handler start, max", Unit::Millis, None, percentile(&waits, 100.0));
 
+        if let Some(peer) = &bench.peer {
+            bench.step(format!("latency run {run}: {PEER}"));
+            let args = ["--n".into(), n.to_string(), "--gap-ms".into(), interval.as_millis().to_string()];
+            let line = peer.run("w2", &args).await?;
+            for (figure, key) in [("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms")] {
+                let name = format!("commit → handler start, {figure}");
+                bench.report.peer("latency", &name, Unit::Millis, PEER, Peer::number(&line, key)?);
+            }
+        }
         if let Some(pgbench) = &bench.pgbench {
             bench.step(format!("latency run {run}: raw SQL"));
             bench.db.reset().await?;

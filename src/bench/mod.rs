@@ -23,7 +23,9 @@
 //! Each scenario runs `--runs` times (three by default); each figure is reported as
 //! the median with the range of its runs. Wherever a raw-SQL equivalent exists, the
 //! raw-SQL run ([`baseline`], pgbench with the scripts in `bench/`) is interleaved with
-//! the taskq run, so both see the same machine noise.
+//! the taskq run, so both see the same machine noise. So is the peer queue
+//! ([`peer`], graphile-worker) in `drain`, `latency` and `enqueue`, where it is
+//! installed: its figures and taskq's ratio to them fill the report's peer columns.
 //!
 //! Processes: `http`, `stats`, `scale` and `memory` start the `taskq` binary itself
 //! (`--taskq-bin`, by default this executable) as server or worker processes, so the
@@ -34,6 +36,7 @@ mod drain;
 mod enqueue;
 mod http;
 mod latency;
+mod peer;
 mod process;
 mod queues;
 mod report;
@@ -81,6 +84,16 @@ pub struct BenchArgs {
     /// The taskq binary started as server and worker processes (default: this one).
     #[arg(long)]
     pub taskq_bin: Option<PathBuf>,
+    /// The peer's driver (`run.sh w1|w2|w3`), run between taskq's runs of drain,
+    /// latency and enqueue where graphile-worker is installed (its `setup.sh`).
+    #[arg(long, value_name = "DIR", default_value = "../shared/peers/graphile-worker")]
+    pub peer: PathBuf,
+    /// Where the peer's `setup.sh` installed graphile-worker and Node.
+    #[arg(long, value_name = "DIR", env = "QBENCH_DIR", default_value = "/tmp/qbench")]
+    pub peer_home: PathBuf,
+    /// Skip the peer even where it is installed.
+    #[arg(long)]
+    pub no_peer: bool,
 
     /// drain: tasks inserted before the worker starts.
     #[arg(long, default_value_t = 20_000)]
@@ -202,6 +215,8 @@ pub(crate) struct Bench {
     pub taskq_bin: PathBuf,
     /// The raw-SQL runner, absent with `--no-baseline`.
     pub pgbench: Option<baseline::Pgbench>,
+    /// The peer queue, where it is installed and not `--no-peer`.
+    pub peer: Option<peer::Peer>,
     pub progress: ProgressBar,
     pub report: Report,
 }
@@ -263,7 +278,9 @@ pub async fn measure(args: BenchArgs) -> anyhow::Result<Report> {
     let db = BenchDb::create(&args.database_url).await?;
     let progress = progress_bar(scenarios.len() as u64 * u64::from(args.runs));
     let report = Report { runs: args.runs, ..Report::default() };
-    let mut bench = Bench { args, db, taskq_bin, pgbench, progress, report };
+    let peer =
+        (!args.no_peer).then(|| peer::Peer::find(&args.peer, &args.peer_home, &args.database_url)).flatten();
+    let mut bench = Bench { args, db, taskq_bin, pgbench, peer, progress, report };
     bench.report.machine = report::Machine::describe(&bench.db).await.ok();
 
     // Ctrl-C must not leave the database behind.

@@ -1,5 +1,6 @@
-//! The results: every figure with its runs, the raw-SQL runs measured beside them, the
-//! issue's target, and the machine they were measured on; printed as a table or JSON.
+//! The results: every figure with its runs, the raw-SQL and peer runs measured beside
+//! them, the target, and the machine they were measured on; printed as a table
+//! or JSON.
 //!
 //! Nothing here changes a measurement: the median and range are those of the runs as
 //! measured, and "met" compares the median with the target as it is.
@@ -60,8 +61,27 @@ pub struct Figure {
     pub target: Option<f64>,
     /// One value per run, in run order.
     pub runs: Vec<f64>,
-    /// The same work done by raw SQL in the same runs: what it is, and its values.
-    pub raw_sql: Option<(String, Vec<f64>)>,
+    /// The same work done by raw SQL in the same runs.
+    pub raw_sql: Option<Beside>,
+    /// The same work done by the peer queue in the same runs.
+    pub peer: Option<Beside>,
+}
+
+/// Runs of something measured beside taskq: what it is, and its values.
+#[derive(Debug, Clone)]
+pub struct Beside {
+    pub what: String,
+    pub runs: Vec<f64>,
+}
+
+impl Beside {
+    fn median(&self) -> Option<f64> {
+        (!self.runs.is_empty()).then(|| median(&self.runs))
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "what": self.what, "median": self.median(), "runs": self.runs })
+    }
 }
 
 impl Figure {
@@ -70,15 +90,28 @@ impl Figure {
     }
 
     pub fn raw_median(&self) -> Option<f64> {
-        self.raw_sql.as_ref().filter(|(_, runs)| !runs.is_empty()).map(|(_, runs)| median(runs))
+        self.raw_sql.as_ref().and_then(Beside::median)
+    }
+
+    pub fn peer_median(&self) -> Option<f64> {
+        self.peer.as_ref().and_then(Beside::median)
     }
 
     /// taskq's median over raw SQL's, oriented so that 1.0 means "as good as raw SQL"
     /// and lower is worse: rates are divided taskq / raw, times raw / taskq.
     pub fn ratio(&self) -> Option<f64> {
-        let raw = self.raw_median()?;
+        self.ratio_to(self.raw_median()?)
+    }
+
+    /// taskq's median over the peer's, oriented as [`Figure::ratio`]: above 1.0,
+    /// taskq does better.
+    pub fn peer_ratio(&self) -> Option<f64> {
+        self.ratio_to(self.peer_median()?)
+    }
+
+    fn ratio_to(&self, other: f64) -> Option<f64> {
         let ours = self.median();
-        let ratio = if self.unit.higher_is_better() { ours / raw } else { raw / ours };
+        let ratio = if self.unit.higher_is_better() { ours / other } else { other / ours };
         ratio.is_finite().then_some(ratio)
     }
 
@@ -92,7 +125,7 @@ impl Figure {
 impl Serialize for Figure {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let runs = sorted(self.runs.clone());
-        let mut s = serializer.serialize_struct("Figure", 11)?;
+        let mut s = serializer.serialize_struct("Figure", 13)?;
         s.serialize_field("scenario", self.scenario)?;
         s.serialize_field("name", &self.name)?;
         s.serialize_field("unit", &self.unit)?;
@@ -100,13 +133,10 @@ impl Serialize for Figure {
         s.serialize_field("min", &runs.first())?;
         s.serialize_field("max", &runs.last())?;
         s.serialize_field("runs", &self.runs)?;
-        s.serialize_field(
-            "raw_sql",
-            &self.raw_sql.as_ref().map(
-                |(what, runs)| serde_json::json!({ "what": what, "median": median(runs), "runs": runs }),
-            ),
-        )?;
+        s.serialize_field("raw_sql", &self.raw_sql.as_ref().map(Beside::to_json))?;
         s.serialize_field("ratio_to_raw_sql", &self.ratio())?;
+        s.serialize_field("peer", &self.peer.as_ref().map(Beside::to_json))?;
+        s.serialize_field("ratio_to_peer", &self.peer_ratio())?;
         s.serialize_field("target", &self.target)?;
         s.serialize_field("target_met", &self.target_met())?;
         s.end()
@@ -194,6 +224,7 @@ impl Report {
                     target,
                     runs: Vec::new(),
                     raw_sql: None,
+                    peer: None,
                 });
                 self.figures.len() - 1
             }
@@ -209,12 +240,19 @@ impl Report {
     /// Adds one raw-SQL run to a figure.
     pub fn raw(&mut self, scenario: &'static str, name: &str, unit: Unit, what: &str, value: f64) {
         let figure = self.figure(scenario, name, unit, None);
-        figure.raw_sql.get_or_insert_with(|| (what.to_owned(), Vec::new())).1.push(value);
+        beside(&mut figure.raw_sql, what).runs.push(value);
+    }
+
+    /// Adds one run of the peer queue to a figure.
+    pub fn peer(&mut self, scenario: &'static str, name: &str, unit: Unit, what: &str, value: f64) {
+        let figure = self.figure(scenario, name, unit, None);
+        beside(&mut figure.peer, what).runs.push(value);
     }
 
     /// The results as a plain-text table, with the machine and a key below it.
     pub fn table(&self) -> String {
-        let header = ["scenario", "figure", "median", "range", "raw SQL", "ratio", "target", "met"];
+        let header =
+            ["scenario", "figure", "median", "range", "raw SQL", "ratio", "peer", "× peer", "target", "met"];
         let mut rows = vec![header.map(String::from).to_vec()];
         for figure in &self.figures {
             let runs = sorted(figure.runs.clone());
@@ -230,6 +268,8 @@ impl Report {
                 range,
                 figure.raw_median().map_or("-".into(), |raw| unit.format(raw)),
                 figure.ratio().map_or("-".into(), |ratio| format!("{ratio:.2}")),
+                figure.peer_median().map_or("-".into(), |peer| unit.format(peer)),
+                figure.peer_ratio().map_or("-".into(), |ratio| format!("{ratio:.2}")),
                 figure.target.map_or("-".into(), |t| {
                     format!("{}{}", if unit.higher_is_better() { "≥ " } else { "≤ " }, unit.format(t))
                 }),
@@ -266,12 +306,15 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\nmedian and range of {} run(s) of each scenario; ratio = taskq / raw SQL for rates, raw SQL / taskq for times (1.00 = as good as raw SQL)",
+            "\nmedian and range of {} run(s) of each scenario; ratio = taskq / raw SQL for rates, raw SQL / taskq for times (1.00 = as good as raw SQL); × peer likewise against the peer (above 1.00, taskq does better)",
             self.runs
         );
-        for figure in self.figures.iter().filter(|f| f.raw_sql.is_some()) {
-            if let Some((what, _)) = &figure.raw_sql {
-                let _ = writeln!(out, "  raw SQL for {} / {}: {what}", figure.scenario, figure.name);
+        for figure in &self.figures {
+            for (label, beside) in [("raw SQL", &figure.raw_sql), ("peer", &figure.peer)] {
+                if let Some(beside) = beside {
+                    let _ =
+                        writeln!(out, "  {label} for {} / {}: {}", figure.scenario, figure.name, beside.what);
+                }
             }
         }
         if let Some(machine) = &self.machine {
@@ -288,6 +331,11 @@ impl Report {
         }
         out
     }
+}
+
+/// The runs beside a figure, created on first use.
+fn beside<'a>(slot: &'a mut Option<Beside>, what: &str) -> &'a mut Beside {
+    slot.get_or_insert_with(|| Beside { what: what.to_owned(), runs: Vec::new() })
 }
 
 pub(crate) fn median(values: &[f64]) -> f64 {
@@ -333,6 +381,20 @@ mod tests {
         assert_eq!(report.figures[0].target_met(), Some(false));
         assert_eq!(report.figures[1].target_met(), Some(false));
         assert!(report.table().contains("0.50"));
+    }
+
+    #[test]
+    fn peer_ratios_read_above_one_as_taskq_ahead() {
+        let mut report = Report::default();
+        report.taskq("drain", "tasks/s", Unit::PerSecond, None, 130.0);
+        report.peer("drain", "tasks/s", Unit::PerSecond, "peer", 100.0);
+        report.taskq("latency", "p50", Unit::Millis, None, 2.0);
+        report.peer("latency", "p50", Unit::Millis, "peer", 1.0);
+        assert_eq!(report.figures[0].peer_ratio(), Some(1.3));
+        assert_eq!(report.figures[1].peer_ratio(), Some(0.5));
+        assert_eq!(report.figures[0].ratio(), None, "no raw SQL beside it");
+        let table = report.table();
+        assert!(table.contains("1.30") && table.contains("peer for drain / tasks/s: peer"), "{table}");
     }
 
     #[test]

@@ -63,7 +63,11 @@ fn given(value: Option<String>) -> Option<String> {
 }
 
 /// A name given, checked by `check`.
-fn name(key: &str, value: Option<String>, check: fn(&str) -> Result<(), String>) -> Result<Option<String>, ApiError> {
+fn name(
+    key: &str,
+    value: Option<String>,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Option<String>, ApiError> {
     given(value)
         .map(|v| check(&v).map(|()| v).map_err(|why| ApiError::BadRequest(format!("{key}: {why}"))))
         .transpose()

@@ -20,8 +20,8 @@ mod bulk;
 mod group;
 mod model;
 mod postgres;
-pub mod search;
 mod schedules;
+pub mod search;
 mod sqlite;
 
 use std::sync::Arc;

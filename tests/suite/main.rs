@@ -7,8 +7,8 @@ mod group;
 mod helpers;
 mod oversized;
 mod queues;
-mod search;
 mod schedules;
+mod search;
 mod store;
 #[path = "../common/wait.rs"]
 mod wait;
