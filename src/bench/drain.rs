@@ -19,7 +19,7 @@ use crate::config::WorkerConfig;
 use crate::handlers::Registry;
 use crate::store::{NewTask, Store, WAKEUP_CHANNEL};
 
-/// The targets.
+/// The targets taskq sets itself.
 const DRAIN_TARGET: f64 = 17_000.0;
 const MEMORY_TARGET_MB: f64 = 40.0;
 /// Raw-SQL drain: tasks per claim statement, and clients (one claiming while the

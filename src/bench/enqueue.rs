@@ -15,7 +15,7 @@ use super::drain::enqueue_bulk;
 use super::peer::{PEER, Peer};
 use crate::store::NewTask;
 
-/// The targets.
+/// The targets taskq sets itself.
 const SINGLE_TARGET: f64 = 2_000.0;
 const BATCH_TARGET: f64 = 50_000.0;
 

@@ -16,7 +16,7 @@ use super::baseline::{Limit, Script};
 use super::process::TaskqProcess;
 use super::{Bench, Unit, percentile};
 
-/// The targets.
+/// The targets taskq sets itself.
 const POST_TARGET: f64 = 5_000.0;
 const STATS_P99_TARGET_MS: f64 = 20.0;
 /// The body of every `POST /api/tasks`.

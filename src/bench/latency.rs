@@ -25,7 +25,7 @@ use crate::config::WorkerConfig;
 use crate::handlers::{Handler, HandlerResult, Registry, TaskContext};
 use crate::store::NewTask;
 
-/// The targets, in milliseconds.
+/// The targets taskq sets itself, in milliseconds.
 const P50_TARGET: f64 = 2.0;
 const P99_TARGET: f64 = 5.0;
 /// The type of the probe tasks.

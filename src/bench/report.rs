@@ -1,5 +1,5 @@
 //! The results: every figure with its runs, the raw-SQL and peer runs measured beside
-//! them, the target, and the machine they were measured on; printed as a table
+//! them, taskq's target, and the machine they were measured on; printed as a table
 //! or JSON.
 //!
 //! Nothing here changes a measurement: the median and range are those of the runs as
@@ -57,7 +57,7 @@ pub struct Figure {
     /// What is measured, with the case: "completed tasks/s, concurrency 100".
     pub name: String,
     pub unit: Unit,
-    /// The target, where it names one.
+    /// The target taskq sets itself for it, if any.
     pub target: Option<f64>,
     /// One value per run, in run order.
     pub runs: Vec<f64>,
