@@ -114,7 +114,7 @@ function wireUi() {
 
 function loadQueuesView() {
   try {
-    queuesView = createQueuesView({ onShowTasks: tasks.showTasksOfQueue });
+    queuesView = createQueuesView({ onShowTasks: (name) => tasks.showTasksBy('queue', name) });
     if (lastStats) queuesView.update(lastStats);
   } catch (error) {
     console.error('taskq: the queues view could not be started:', error);
