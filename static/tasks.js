@@ -390,6 +390,8 @@ function setChoices(key, any, names) {
 export const setTypeChoices = (types) => setChoices('type', 'All types', types);
 /** Every queue name the stats list. */
 export const setQueueChoices = (names) => setChoices('queue', 'All queues', names);
+/** Every schedule name the schedules view lists. */
+export const setScheduleChoices = (names) => setChoices('schedule', 'Any schedule', names);
 
 /**
  * Show the tasks of one queue or schedule (`key` is the search's, `queue` or
