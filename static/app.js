@@ -8,6 +8,7 @@
  *   stream.js    the live event stream and the connection indicator
  *   overview.js  counters, success rate, workers, charts          ◀─ stats events
  *   queues.js    the queues view                                 ◀─ stats events
+ *   schedules.js the schedules view                              ◀─ GET /api/schedules
  *   tasks.js     the task list, its search and bulk actions      ◀─ task events
  *   detail.js    one task at #/tasks/{id}                        ◀─ task events
  *   create.js    the "New task" form
@@ -19,17 +20,17 @@
  * Any other fragment (`#queues`, `#main`) is a plain anchor and changes nothing.
  */
 
-import { $, fmtDuration, fmtRel, parseTs } from './util.js';
+import { $, fmtDuration, fmtRel, parseTs, showAlert } from './util.js';
 import { api, requestToken } from './api.js';
 import { reconnectNow, resumeAfterSignIn, streamLoop, tickConnection } from './stream.js';
 import { applyStats, buildCharts, scheduleChartUpdate, watchChartSize } from './overview.js';
 import { createQueuesView } from './queues.js';
+import { createSchedulesView } from './schedules.js';
 import * as tasks from './tasks.js';
 import * as detail from './detail.js';
 import { loadTypes, setQueueSuggestions, wireCreate } from './create.js';
 
 let queuesView = null;
-let lastStats = null;
 /** Every queue name the stats have listed, for the task filter and the form. */
 let queueNames = [];
 /** The list's route before a task was opened: closing the task returns to it. */
@@ -37,7 +38,6 @@ let listRoute = '#/';
 
 function onStats(s) {
   if (!s || typeof s !== 'object') return;
-  lastStats = s;
   applyStats(s);
   if (Array.isArray(s.queues)) {
     const names = s.queues.map((q) => q && q.name).filter((n) => typeof n === 'string').sort();
@@ -112,15 +112,18 @@ function wireUi() {
   }, 1000);
 }
 
-function loadQueuesView() {
+/**
+ * Starts the view whose card is `#{name}`: a fault in one view leaves the rest of the
+ * dashboard working, and its card says so. Returns the view, or null.
+ */
+function startView(name, create) {
   try {
-    queuesView = createQueuesView({ onShowTasks: tasks.showTasksOfQueue });
-    if (lastStats) queuesView.update(lastStats);
+    return create();
   } catch (error) {
-    console.error('taskq: the queues view could not be started:', error);
-    $('#queues-empty').hidden = true;
-    $('#queues-error').textContent = 'The queues view could not be started. Reload the page to try again.';
-    $('#queues-error').hidden = false;
+    console.error(`taskq: the ${name} view could not be started:`, error);
+    $(`#${name}-empty`).hidden = true;
+    showAlert($(`#${name}-error`), new Error(`The ${name} view could not be started. Reload the page to try again.`));
+    return null;
   }
 }
 
@@ -135,7 +138,11 @@ async function loadAll() {
 wireUi();
 buildCharts();
 watchChartSize();
-loadQueuesView();
+queuesView = startView('queues', () => createQueuesView({ onShowTasks: (name) => tasks.showTasksBy('queue', name) }));
+startView('schedules', () => createSchedulesView({
+  onShowTasks: (name) => tasks.showTasksBy('schedule', name),
+  onNames: tasks.setScheduleChoices,
+}));
 loadAll();
 streamLoop({
   onStats,

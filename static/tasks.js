@@ -1,7 +1,7 @@
 /* taskq dashboard: the task list, its search, and bulk actions.
  *
- *   GET  /api/tasks?status=&type=&queue=&id=&name=&payload=&created_after=…  ◀─ search form
- *   POST /api/tasks/bulk {"filter", "action"}                                  ◀─ bulk bar
+ *   GET  /api/tasks?status=&type=&queue=&schedule=&id=&name=&payload=&created_after=…  ◀─ search form
+ *   POST /api/tasks/bulk {"filter", "action"}                                            ◀─ bulk bar
  *
  * The search's keys are the API's own, and the page's URL holds them
  * (`#/tasks?status=failed&type=fail`), so a link shows the same list. Rows are patched
@@ -30,6 +30,7 @@ const FIELDS = [
   { key: 'status', kind: 'select' },
   { key: 'type', kind: 'select' },
   { key: 'queue', kind: 'select' },
+  { key: 'schedule', kind: 'select' },
   { key: 'payload', kind: 'text' },
   { key: 'created_after', kind: 'time' },
   { key: 'created_before', kind: 'time' },
@@ -132,12 +133,13 @@ function describeSearch(filter) {
 /** Keys the browser cannot judge a task by alone: a list searched by them is read from the server. */
 const SERVER_ONLY = ['id', 'name', 'payload', 'created_after', 'created_before', 'finished_after', 'finished_before'];
 
-/** Whether a task the live stream or an action brought fits the status, type and queue searched. */
+/** Whether a task the live stream or an action brought fits the status, type, queue and schedule searched. */
 function matchesFilter(task) {
   const f = state.filter;
   return (!f.status || task.status === f.status) && (!f.type || task.type === f.type)
     // A task from an older server has no queue: only the default queue can hold it.
-    && (!f.queue || (task.queue ?? 'default') === f.queue);
+    && (!f.queue || (task.queue ?? 'default') === f.queue)
+    && (!f.schedule || task.schedule === f.schedule);
 }
 
 // ------------------------------------------------------------------- the list
@@ -367,33 +369,38 @@ export function onTaskEvent(ev) {
     if (matchesFilter(patched)) state.list[i] = patched;
     else state.list.splice(i, 1); // it left the filtered set (a failed task retried, say)
     renderTasks();
-  } else if (matchesFilter({ status: ev.status, type: ev.type, queue: ev.queue })) {
+  } else if (matchesFilter({ status: ev.status, type: ev.type, queue: ev.queue, schedule: ev.schedule })) {
     refreshTasks();
   }
 }
 
-/** Every queue name the stats list, for the queue filter and the form's suggestions. */
-export function setQueueChoices(names) {
-  const select = input('queue');
+/**
+ * The options of the search's select for `key`: `any` first, then `names`. The value
+ * chosen stays, listed last if `names` lacks it (a queue gone since, say), so the form
+ * keeps showing the search applied.
+ */
+function setChoices(key, any, names) {
+  const select = input(key);
   const selected = select.value;
-  const options = names.includes(selected) || !selected ? names : [...names, selected].sort();
-  select.replaceChildren(h('option', { value: '' }, 'All queues'), ...options.map((n) => h('option', { value: n }, n)));
+  const options = names.includes(selected) || !selected ? names : [...names, selected];
+  select.replaceChildren(h('option', { value: '' }, any), ...options.map((n) => h('option', { value: n }, n)));
   select.value = selected;
 }
 
-export function setTypeChoices(types) {
-  const select = input('type');
-  const selected = select.value;
-  const options = types.includes(selected) || !selected ? types : [...types, selected];
-  select.replaceChildren(h('option', { value: '' }, 'All types'), ...options.map((t) => h('option', { value: t }, t)));
-  select.value = selected;
-}
+export const setTypeChoices = (types) => setChoices('type', 'All types', types);
+/** Every queue name the stats list. */
+export const setQueueChoices = (names) => setChoices('queue', 'All queues', names);
+/** Every schedule name the schedules view lists. */
+export const setScheduleChoices = (names) => setChoices('schedule', 'Any schedule', names);
 
-/** Show the tasks of one queue and bring the list into view (from the queues view). */
-export function showTasksOfQueue(name) {
-  location.hash = searchHash({ queue: name });
+/**
+ * Show the tasks of one queue or schedule (`key` is the search's, `queue` or
+ * `schedule`) and bring the list into view (from the queues and schedules views).
+ */
+export function showTasksBy(key, name) {
+  location.hash = searchHash({ [key]: name });
   $('.tasks-card').scrollIntoView({ behavior: 'smooth', block: 'start' });
-  input('queue').focus({ preventScroll: true });
+  input(key).focus({ preventScroll: true });
 }
 
 // ----------------------------------------------------------------- bulk actions

@@ -742,6 +742,8 @@ describe('taskq dashboard in a real browser', () => {
     await eventually(async () => (await row.locator('td.last-task').textContent()).trim() !== '—',
       { message: `a tick of ${name} shown as its last task` });
     assert.match(await page.locator('#schedules-leader').textContent(), /Leader: /);
+    await page.locator('#schedules').scrollIntoViewIfNeeded();
+    await assertAccessible(page, 'the schedules view');
 
     await row.getByRole('button', { name: `Pause schedule ${name}` }).click();
     await eventually(async () => (await api(`/api/schedules/${name}`)).body?.paused === true, { message: `${name} paused` });
@@ -752,7 +754,7 @@ describe('taskq dashboard in a real browser', () => {
 
     const manual = async () => ((await api(`/api/tasks?schedule=${name}&limit=500`)).body?.tasks || [])
       .filter((t) => !t.tick_at).length;
-    await row.getByRole('button', { name: `Run schedule ${name} now` }).click();
+    await row.getByRole('button', { name: `Run now: schedule ${name}` }).click();
     await eventually(async () => (await manual()) === 1, { message: 'one manual run of the schedule' });
 
     const request = page.waitForRequest((req) => {
