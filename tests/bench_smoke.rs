@@ -27,7 +27,7 @@ fn every_bench_scenario_runs_at_a_tiny_size_and_reports_its_figures() {
         "--latency-tasks", "5", "--latency-interval", "5ms",
         "--enqueue-tasks", "20", "--enqueue-connections", "2", "--enqueue-batch-tasks", "200",
         "--http-connections", "2", "--http-duration", "1s",
-        "--stats-tasks", "1000", "--stats-requests", "5",
+        "--stats-tasks", "1000", "--stats-requests", "5", "--search-tasks", "2000", "--search-requests", "1",
         "--scale-workers", "1,2", "--scale-concurrency", "5", "--scale-tasks", "200",
         "--schedules-idle", "2s", "--schedules-ticking", "2s", "--schedules-every-second", "5",
         "--memory-concurrency", "5", "--memory-settle", "100ms", "--no-peer",

@@ -124,11 +124,14 @@ pub async fn stats(bench: &mut Bench) -> anyhow::Result<()> {
     outcome
 }
 
-/// Fills the table with `n` tasks in the shape of a queue that has run for a while:
-/// mostly succeeded, some failed and cancelled, 2% queued (a quarter of them
-/// scheduled for later), 1% running; a seventh retried once. Written by SQL in chunks, without
-/// history (the stats snapshot does not read it).
-async fn fill(bench: &Bench, n: u32) -> anyhow::Result<()> {
+/// Fills the table with `n` tasks in the shape of a queue that has run for a week:
+/// mostly succeeded, some failed and cancelled, 2% queued (a quarter of them scheduled
+/// for later), 1% running; a seventh retried once. Their ids are UUID v7 of their
+/// creation times, spread evenly over the week, as taskq makes them; names are
+/// distinct, types `send_email` (60%), `run_query` (30%), `webhook` (10%) and, one in a
+/// thousand, `rare_type`, and each payload holds a `customer_id` of 10,000. Written by
+/// SQL in chunks, without history (neither the stats nor a search read it).
+pub(super) async fn fill(bench: &Bench, n: u32) -> anyhow::Result<()> {
     let mut conn = bench.db.connect().await?;
     const CHUNK: u32 = 100_000;
     let mut from = 0;
@@ -138,14 +141,21 @@ async fn fill(bench: &Bench, n: u32) -> anyhow::Result<()> {
             r#"
             INSERT INTO tasks (id, name, type, payload, status, retry_count, run_at, worker_id,
                                locked_until, started_at, completed_at, created_at, updated_at)
-            SELECT gen_random_uuid(), 'bench', 'noop', '{}', s.status, (i % 7 = 0)::int,
-                   CASE WHEN i % 200 = 197 THEN now() + interval '1 hour' ELSE now() - interval '1 hour' END,
+            SELECT encode(overlay(uuid_send(gen_random_uuid()) PLACING
+                              substring(int8send(floor(extract(epoch FROM c.at) * 1000)::int8) FROM 3)
+                              FROM 1 FOR 6), 'hex')::uuid,
+                   'order-' || i,
+                   CASE WHEN i % 1000 = 999 THEN 'rare_type' WHEN i % 10 < 6 THEN 'send_email'
+                        WHEN i % 10 < 9 THEN 'run_query' ELSE 'webhook' END,
+                   jsonb_build_object('customer_id', i % 10000), s.status, (i % 7 = 0)::int,
+                   CASE WHEN i % 200 = 197 THEN now() + interval '1 hour' ELSE c.at END,
                    CASE WHEN s.status = 'running' THEN 'bench-stats' END,
                    CASE WHEN s.status = 'running' THEN now() + interval '1 hour' END,
-                   CASE WHEN s.status <> 'queued' THEN now() - interval '1 hour' END,
-                   CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled') THEN now() - interval '1 hour' END,
-                   now() - interval '2 hours', now() - interval '1 hour'
+                   CASE WHEN s.status <> 'queued' THEN c.at + interval '30 seconds' END,
+                   CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled') THEN c.at + interval '1 minute' END,
+                   c.at, c.at
             FROM generate_series($1::int, $2::int - 1) AS i
+            CROSS JOIN LATERAL (SELECT now() - interval '7 days' * (1 - i::float8 / $3) AS at) AS c
             CROSS JOIN LATERAL (SELECT CASE
                 WHEN i % 100 < 90 THEN 'succeeded'
                 WHEN i % 100 < 95 THEN 'failed'
@@ -156,6 +166,7 @@ async fn fill(bench: &Bench, n: u32) -> anyhow::Result<()> {
         )
         .bind(from as i32)
         .bind(to as i32)
+        .bind(f64::from(n))
         .execute(&mut conn)
         .await?;
         bench.step(format!("stats: filling the table, {to} of {n} tasks"));
@@ -203,20 +214,20 @@ impl Load {
 }
 
 /// One HTTP/1.1 keep-alive connection to 127.0.0.1.
-struct Connection {
+pub(super) struct Connection {
     stream: BufReader<TcpStream>,
     request: Vec<u8>,
     body: Vec<u8>,
 }
 
 impl Connection {
-    async fn open(port: u16) -> anyhow::Result<Self> {
+    pub(super) async fn open(port: u16) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.context("cannot connect to taskq")?;
         stream.set_nodelay(true)?;
         Ok(Self { stream: BufReader::new(stream), request: Vec::new(), body: Vec::new() })
     }
 
-    async fn get(&mut self, path: &str) -> anyhow::Result<u16> {
+    pub(super) async fn get(&mut self, path: &str) -> anyhow::Result<u16> {
         self.request.clear();
         self.request.extend_from_slice(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes());
         self.exchange().await

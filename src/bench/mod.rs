@@ -15,6 +15,7 @@
 //! | `enqueue` | one task per transaction from one and from many connections; batches | [`enqueue`] |
 //! | `http` | `POST /api/tasks` from many keep-alive connections to a server process | [`http`] |
 //! | `stats` | `GET /api/stats` with a million tasks in the table | [`http`] |
+//! | `search` | the requests of every dashboard view and filter, with a million tasks in the table | [`search`] |
 //! | `scale` | drain with 1, 2 and 4 worker processes | [`drain`] |
 //! | `queues` | drain spread over four queues, one under a global limit | [`queues`] |
 //! | `schedules` | a scheduler leading 1,000 schedules: statements/s with none due, tick lag | [`schedules`] |
@@ -41,6 +42,7 @@ mod process;
 mod queues;
 mod report;
 mod schedules;
+mod search;
 
 pub use process::wait_listening;
 
@@ -61,8 +63,8 @@ pub use report::{Figure, Report, Unit};
 /// `taskq bench`: the benchmark suite (see `docs/benchmarks.md`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Scenarios to run, in this order: drain, latency, enqueue, http, stats, scale,
-    /// queues, schedules, memory (default: all).
+    /// Scenarios to run, in this order: drain, latency, enqueue, http, stats, search,
+    /// scale, queues, schedules, memory (default: all).
     #[arg(value_name = "SCENARIO")]
     pub scenarios: Vec<Scenario>,
     /// A PostgreSQL URL whose role may create databases; the benchmark runs in a
@@ -136,6 +138,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 200)]
     pub stats_requests: u32,
 
+    /// search: tasks in the table while the dashboard's requests are timed.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub search_tasks: u32,
+    /// search: sequential requests timed per view or filter, per run.
+    #[arg(long, default_value_t = 5)]
+    pub search_requests: u32,
+
     /// scale: worker process counts to compare.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
     pub scale_workers: Vec<u32>,
@@ -173,6 +182,7 @@ pub enum Scenario {
     Enqueue,
     Http,
     Stats,
+    Search,
     Scale,
     Queues,
     Schedules,
@@ -180,12 +190,13 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Self::Drain,
         Self::Latency,
         Self::Enqueue,
         Self::Http,
         Self::Stats,
+        Self::Search,
         Self::Scale,
         Self::Queues,
         Self::Schedules,
@@ -199,6 +210,7 @@ impl Scenario {
             Self::Enqueue => "enqueue",
             Self::Http => "http",
             Self::Stats => "stats",
+            Self::Search => "search",
             Self::Scale => "scale",
             Self::Queues => "queues",
             Self::Schedules => "schedules",
@@ -303,6 +315,7 @@ async fn run_scenarios(bench: &mut Bench, scenarios: &[Scenario]) -> anyhow::Res
             Scenario::Enqueue => enqueue::enqueue(bench).await,
             Scenario::Http => http::post_tasks(bench).await,
             Scenario::Stats => http::stats(bench).await,
+            Scenario::Search => search::search(bench).await,
             Scenario::Scale => drain::scale(bench).await,
             Scenario::Queues => queues::queues(bench).await,
             Scenario::Schedules => schedules::schedules(bench).await,
