@@ -290,6 +290,17 @@ mod tests {
         }
     }
 
+    /// The statements' plans are judged without JIT, as taskq's sessions run them.
+    #[tokio::test]
+    async fn sessions_run_without_jit() {
+        let admin = std::env::var("TASKQ_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let store = super::super::PgStore::connect(&ConnectOptions::new(&admin)).unwrap();
+        let jit: String = sqlx::query_scalar("SHOW jit").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(jit, "off");
+        store.pool.close().await;
+    }
+
     #[tokio::test]
     async fn batch_statements_stay_linear_whatever_the_statistics() {
         let mut scratch = Scratch::new().await;
