@@ -1,6 +1,7 @@
 //! The task search on PostgreSQL (`src/store/search.rs` says what each filter means).
 //! One statement: every filter not given is bound as NULL and folds away in the
-//! statement's custom plan, and the id range keeps the walk on the primary key.
+//! statement's plan, made for each search's values, and the id range keeps the walk
+//! on the primary key.
 
 use sqlx::PgPool;
 
@@ -26,5 +27,9 @@ const SEARCH: &str = r#"
 "#;
 
 pub(super) async fn search(pool: &PgPool, filter: &ListFilter) -> Result<Vec<Task>> {
-    Ok(bind_search!(sqlx::query_as(SEARCH), filter).fetch_all(pool).await?)
+    // Unprepared, so that every search is planned with its values: a prepared
+    // statement goes over to a generic plan after five runs, which cannot use the
+    // indexes of the filters given (a partial index, the cursor's bound) and walks the
+    // table from its newest task instead.
+    Ok(bind_search!(sqlx::query_as(SEARCH).persistent(false), filter).fetch_all(pool).await?)
 }
