@@ -224,24 +224,30 @@ async fn a_bulk_write_skips_a_task_whose_status_changed_since_the_search(#[case]
 #[actix_rt::test]
 async fn the_checker_passes_after_a_bulk_retry_while_workers_run(#[case] backend: Backend) {
     use taskq::check::{self, Options};
+    const TASKS: usize = 10_000;
     let app = spawn_app(backend).await;
-    let tasks: Vec<Value> = (0..1000)
-        .map(|i| json!({"name": format!("doomed {i}"), "type": "fail", "payload": {"message": "no", "fatal": true}}))
-        .collect();
-    let (status, _) = json_of(app.post("/api/tasks/batch", &json!({ "tasks": tasks })).await).await;
-    assert_eq!(status, 201);
+    for batch in 0..TASKS / 1000 {
+        let tasks: Vec<Value> = (0..1000)
+            .map(|i| {
+                let name = format!("doomed {batch}-{i}");
+                json!({"name": name, "type": "fail", "payload": {"message": "no", "fatal": true}})
+            })
+            .collect();
+        let (status, _) = json_of(app.post("/api/tasks/batch", &json!({ "tasks": tasks })).await).await;
+        assert_eq!(status, 201);
+    }
     let failed_count = || async {
         let stats: Value = app.get("/api/stats").await.json().await.ok()?;
-        (stats["failed_tasks"] == 1000).then_some(())
+        (stats["failed_tasks"] == TASKS).then_some(())
     };
-    wait_for("1000 failed tasks", Duration::from_secs(60), failed_count).await;
+    wait_for("every task failed", Duration::from_secs(120), failed_count).await;
 
     // Retried while the worker runs them again (and fails them, fatally, again).
     let (status, outcome) = bulk(&app, json!({"filter": {"status": "failed"}, "action": "retry"})).await;
     assert_eq!(status, 200, "{outcome}");
-    assert_eq!(outcome["matched"], 1000);
-    assert_eq!(outcome["done"].as_u64().unwrap() + outcome["skipped"].as_u64().unwrap(), 1000);
-    wait_for("1000 failed tasks again", Duration::from_secs(60), failed_count).await;
+    assert_eq!(outcome["matched"], TASKS);
+    assert_eq!(outcome["done"].as_u64().unwrap() + outcome["skipped"].as_u64().unwrap(), TASKS as u64);
+    wait_for("every task failed again", Duration::from_secs(120), failed_count).await;
 
     let report = check::check(&app.db.url, &Options { settled: true, ..Options::default() }).await.unwrap();
     assert!(report.passed(), "{}: {:#?}", report.summary(), report.violations);
