@@ -20,6 +20,25 @@ use uuid::Uuid;
 
 use super::{NewTask, Result, TaskStatus};
 
+/// Binds a schedule's settings as `$1`–`$8` of a statement on `schedules`, in this
+/// order on both backends: name, cron, timezone, task, catch_up, paused, next_tick
+/// (`$7`, the expression `$next_tick`), from_file.
+macro_rules! bind_spec {
+    ($query:expr, $spec:expr, $next_tick:expr) => {{
+        let spec = $spec;
+        $query
+            .bind(&spec.name)
+            .bind(&spec.cron)
+            .bind(&spec.timezone)
+            .bind(sqlx::types::Json(&spec.task))
+            .bind(spec.catch_up.as_str())
+            .bind(spec.paused)
+            .bind($next_tick)
+            .bind(spec.from_file)
+    }};
+}
+pub(crate) use bind_spec;
+
 /// The name of the scheduler's leadership in `leaders`.
 pub const SCHEDULER_LEADERSHIP: &str = "scheduler";
 

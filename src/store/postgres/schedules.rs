@@ -14,7 +14,7 @@ use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use super::PgStore;
-use crate::store::schedules::schedule_events;
+use crate::store::schedules::{bind_spec, schedule_events};
 use crate::store::{
     Advance, Leader, Pass, Result, SCHEDULER_LEADERSHIP, Schedule, ScheduleSpec, ScheduleStore, Term,
     TickTask,
@@ -149,17 +149,8 @@ impl ScheduleStore for PgStore {
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             ON CONFLICT (name) DO NOTHING
             "#,
-        )
-        .bind(&spec.name)
-        .bind(&spec.cron)
-        .bind(&spec.timezone)
-        .bind(sqlx::types::Json(&spec.task))
-        .bind(spec.catch_up.as_str())
-        .bind(spec.paused)
-        .bind(next_tick)
-        .bind(spec.from_file)
-        .execute(&mut *tx)
-        .await?;
+        );
+        let created = bind_spec!(created, spec, next_tick).execute(&mut *tx).await?;
         if created.rows_affected() == 0 {
             return Ok(None);
         }
@@ -181,24 +172,14 @@ impl ScheduleStore for PgStore {
         };
         let updated = sqlx::query(
             r#"
-            UPDATE schedules SET cron = $3, timezone = $4, task = $5, catch_up = $6, paused = $7,
-                next_tick = coalesce($8, next_tick), from_file = $9, revision = revision + 1,
-                resumed_at = CASE WHEN paused AND NOT $7 THEN now() ELSE resumed_at END,
+            UPDATE schedules SET cron = $2, timezone = $3, task = $4, catch_up = $5, paused = $6,
+                next_tick = coalesce($7, next_tick), from_file = $8, revision = revision + 1,
+                resumed_at = CASE WHEN paused AND NOT $6 THEN now() ELSE resumed_at END,
                 updated_at = now()
-            WHERE name = $1 AND revision = $2
+            WHERE name = $1 AND revision = $9
             "#,
-        )
-        .bind(&spec.name)
-        .bind(revision)
-        .bind(&spec.cron)
-        .bind(&spec.timezone)
-        .bind(sqlx::types::Json(&spec.task))
-        .bind(spec.catch_up.as_str())
-        .bind(spec.paused)
-        .bind(next_tick)
-        .bind(spec.from_file)
-        .execute(&mut *tx)
-        .await?;
+        );
+        let updated = bind_spec!(updated, spec, next_tick).bind(revision).execute(&mut *tx).await?;
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
