@@ -41,29 +41,72 @@ export function createSchedulesView({ onShowTasks, onNames }) {
     refresh();
   }
 
-  function row(s) {
-    const state = s.paused ? 'paused' : 'running';
-    const lastTask = s.last_task_id
-      ? h('span', { class: 'badge', 'data-status': s.last_task_status || '', title: s.last_task_id },
-          s.last_task_status || 'pruned')
-      : '—';
-    const toggle = s.paused
-      ? h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Resume schedule ${s.name}` }, 'Resume')
-      : h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Pause schedule ${s.name}` }, 'Pause');
-    toggle.addEventListener('click', () => act(s.name, s.paused ? 'resume' : 'pause', `${s.name} ${s.paused ? 'resumed' : 'paused'}`));
-    const run = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Run now: schedule ${s.name}` }, 'Run now');
-    run.addEventListener('click', () => act(s.name, 'trigger', `${s.name}: task enqueued`));
-    const tasks = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-label': `Show the tasks of schedule ${s.name}` }, 'Tasks');
-    tasks.addEventListener('click', () => onShowTasks(s.name));
-    return h('tr', { 'data-schedule': s.name, 'data-state': state },
-      h('td', {}, h('strong', {}, s.name), h('div', { class: 'muted small' }, `${s.task?.type ?? ''} · ${s.task?.queue ?? ''}`)),
-      h('td', {}, h('code', {}, s.cron)),
-      h('td', {}, s.timezone),
-      h('td', { class: 'next-tick' }, timeEl(s.paused ? null : s.next_tick)),
-      h('td', { class: 'last-tick' }, timeEl(s.last_tick)),
-      h('td', { class: 'last-task' }, lastTask),
-      h('td', { class: 'state' }, h('span', { class: 'badge', 'data-status': s.paused ? 'cancelled' : 'running' }, state)),
-      h('td', { class: 'actions' }, toggle, ' ', run, ' ', tasks));
+  /** schedule name -> its row; rows are patched in place, so a focused button keeps focus. */
+  const rows = new Map();
+  /** schedule name -> the schedule as last read, for the buttons' handlers. */
+  const latest = new Map();
+
+  function button(label, ghost, onClick) {
+    const b = h('button', { type: 'button', class: ghost ? 'btn btn-ghost btn-small' : 'btn btn-small' }, label);
+    b.addEventListener('click', onClick);
+    return b;
+  }
+
+  /** The row of schedule `name`, with its cells and buttons; `update` fills it from a schedule. */
+  function createRow(name) {
+    const toggle = button('', false, () => {
+      const paused = latest.get(name)?.paused;
+      act(name, paused ? 'resume' : 'pause', `${name} ${paused ? 'resumed' : 'paused'}`);
+    });
+    const run = button('Run now', false, () => act(name, 'trigger', `${name}: task enqueued`));
+    run.setAttribute('aria-label', `Run now: schedule ${name}`);
+    const tasks = button('Tasks', true, () => onShowTasks(name));
+    tasks.setAttribute('aria-label', `Show the tasks of schedule ${name}`);
+    const cell = (cls) => h('td', cls ? { class: cls } : {});
+    const [what, cron, zone, next, last, lastTask, state] =
+      [cell(), cell(), cell(), cell('next-tick'), cell('last-tick'), cell('last-task'), cell('state')];
+    const tr = h('tr', { 'data-schedule': name },
+      what, cron, zone, next, last, lastTask, state, h('td', { class: 'actions' }, toggle, ' ', run, ' ', tasks));
+    function update(s) {
+      const status = s.paused ? 'paused' : 'running';
+      tr.dataset.state = status;
+      what.replaceChildren(h('strong', {}, s.name), h('div', { class: 'muted small' }, `${s.task?.type ?? ''} · ${s.task?.queue ?? ''}`));
+      cron.replaceChildren(h('code', {}, s.cron));
+      zone.textContent = s.timezone;
+      next.replaceChildren(timeEl(s.paused ? null : s.next_tick));
+      last.replaceChildren(timeEl(s.last_tick));
+      lastTask.replaceChildren(s.last_task_id
+        ? h('span', { class: 'badge', 'data-status': s.last_task_status || '', title: s.last_task_id },
+            s.last_task_status || 'pruned')
+        : '—');
+      state.replaceChildren(h('span', { class: 'badge', 'data-status': s.paused ? 'cancelled' : 'running' }, status));
+      toggle.textContent = s.paused ? 'Resume' : 'Pause';
+      toggle.setAttribute('aria-label', `${s.paused ? 'Resume' : 'Pause'} schedule ${s.name}`);
+    }
+    return { tr, update };
+  }
+
+  /** Shows `schedules` in their order, reusing the rows of those already shown. */
+  function render(schedules) {
+    const shown = new Set(schedules.map((s) => s.name));
+    for (const [name, r] of rows) {
+      if (!shown.has(name)) {
+        r.tr.remove();
+        rows.delete(name);
+      }
+    }
+    latest.clear();
+    schedules.forEach((s, index) => {
+      latest.set(s.name, s);
+      let r = rows.get(s.name);
+      if (!r) {
+        r = createRow(s.name);
+        rows.set(s.name, r);
+      }
+      r.update(s);
+      // Moved only when out of place: moving a row would take focus from its buttons.
+      if (body.children[index] !== r.tr) body.insertBefore(r.tr, body.children[index] ?? null);
+    });
   }
 
   async function refresh() {
@@ -71,7 +114,7 @@ export function createSchedulesView({ onShowTasks, onNames }) {
     try {
       const list = await api('/api/schedules');
       const schedules = Array.isArray(list?.schedules) ? list.schedules : [];
-      body.replaceChildren(...schedules.map(row));
+      render(schedules);
       empty.hidden = schedules.length > 0;
       // A table of headers alone says nothing, and on a phone it would be a scrolling
       // region with nothing a keyboard can reach.

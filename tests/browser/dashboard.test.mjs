@@ -745,6 +745,16 @@ describe('taskq dashboard in a real browser', () => {
     await page.locator('#schedules').scrollIntoViewIfNeeded();
     await assertAccessible(page, 'the schedules view');
 
+    // The rows are refreshed every 2 s while the schedule ticks every second: a
+    // keyboard user's focus on a row's button survives the refreshes.
+    const runNow = row.getByRole('button', { name: `Run now: schedule ${name}` });
+    await runNow.focus();
+    const shownTick = await row.locator('td.last-task span').getAttribute('title');
+    await eventually(async () => (await row.locator('td.last-task span').getAttribute('title')) !== shownTick,
+      { message: 'a refresh showed a newer tick' });
+    await page.waitForTimeout(2500); // one more refresh
+    assert.equal(await runNow.evaluate((el) => el === document.activeElement), true, 'the focused button kept focus');
+
     await row.getByRole('button', { name: `Pause schedule ${name}` }).click();
     await eventually(async () => (await api(`/api/schedules/${name}`)).body?.paused === true, { message: `${name} paused` });
     await eventually(async () => (await row.getAttribute('data-state')) === 'paused', { message: 'the row shows the pause' });
