@@ -90,6 +90,48 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Inserts `new` with its `task_queued` event, as a task of `schedule` (and its tick,
+    /// `tick_at`) when given; `None` when a unique key already holds it (its idempotency
+    /// key, or a tick's id). The queue must exist (`ensure_queue`).
+    async fn insert_task(
+        tx: &mut Transaction<'static, Sqlite>,
+        new: &NewTask,
+        at: DateTime<Utc>,
+        schedule: Option<&str>,
+        tick_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<Task>> {
+        let task: Option<Task> = sqlx::query_as(
+            r#"
+            INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
+                               timeout_seconds, run_at, idempotency_key, created_at, updated_at,
+                               queue, schedule, tick_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)
+            ON CONFLICT DO NOTHING
+            RETURNING *
+            "#,
+        )
+        .bind(new.id)
+        .bind(&new.name)
+        .bind(&new.task_type)
+        .bind(new.payload.to_string())
+        .bind(new.priority)
+        .bind(new.max_retries)
+        .bind(new.backoff_seconds)
+        .bind(new.timeout_seconds)
+        .bind(new.run_at.unwrap_or(at))
+        .bind(new.idempotency_key.as_deref())
+        .bind(at)
+        .bind(&new.queue)
+        .bind(schedule)
+        .bind(tick_at)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(task) = &task {
+            Self::insert_event(tx, task, EventType::TaskQueued, None, None).await?;
+        }
+        Ok(task)
+    }
+
     async fn insert_event(
         tx: &mut Transaction<'static, Sqlite>,
         task: &Task,
@@ -242,35 +284,9 @@ impl Store for SqliteStore {
             Self::ensure_queue(&mut tx, queue, at).await?;
         }
         for new in tasks {
-            let task: Option<Task> = sqlx::query_as(
-                r#"
-                INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
-                                   timeout_seconds, run_at, idempotency_key, created_at, updated_at,
-                                   queue)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
-                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                RETURNING *
-                "#,
-            )
-            .bind(new.id)
-            .bind(&new.name)
-            .bind(&new.task_type)
-            .bind(new.payload.to_string())
-            .bind(new.priority)
-            .bind(new.max_retries)
-            .bind(new.backoff_seconds)
-            .bind(new.timeout_seconds)
-            .bind(new.run_at.unwrap_or(at))
-            .bind(new.idempotency_key.as_deref())
-            .bind(at)
-            .bind(&new.queue)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let task = Self::insert_task(&mut tx, new, at, None, None).await?;
             match task {
-                Some(task) => {
-                    Self::insert_event(&mut tx, &task, EventType::TaskQueued, None, None).await?;
-                    inserted.push(task);
-                }
+                Some(task) => inserted.push(task),
                 None => {
                     let winner: Option<Task> =
                         sqlx::query_as("SELECT * FROM tasks WHERE idempotency_key = $1")

@@ -11,8 +11,8 @@ use sqlx::{Sqlite, Transaction};
 use super::{SqliteStore, after, now};
 use crate::store::schedules::{bind_spec, schedule_events};
 use crate::store::{
-    Advance, EventType, Hint, Leader, Pass, Result, SCHEDULER_LEADERSHIP, Schedule, ScheduleSpec,
-    ScheduleStore, Task, Term, TickTask,
+    Advance, Hint, Leader, Pass, Result, SCHEDULER_LEADERSHIP, Schedule, ScheduleSpec, ScheduleStore, Term,
+    TickTask,
 };
 
 /// A schedule with its last task's status.
@@ -274,32 +274,8 @@ impl ScheduleStore for SqliteStore {
             for tick in ticks.iter().filter(|t| t.schedule == advance.name) {
                 let new = &tick.task;
                 Self::ensure_queue(&mut tx, &new.queue, at).await?;
-                let task: Option<Task> = sqlx::query_as(
-                    r#"
-                    INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
-                                       timeout_seconds, run_at, created_at, updated_at, queue, schedule,
-                                       tick_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $11, $12)
-                    ON CONFLICT (id) DO NOTHING
-                    RETURNING *
-                    "#,
-                )
-                .bind(new.id)
-                .bind(&new.name)
-                .bind(&new.task_type)
-                .bind(new.payload.to_string())
-                .bind(new.priority)
-                .bind(new.max_retries)
-                .bind(new.backoff_seconds)
-                .bind(new.timeout_seconds)
-                .bind(at)
-                .bind(&new.queue)
-                .bind(&tick.schedule)
-                .bind(tick.tick_at)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let task = Self::insert_task(&mut tx, new, at, Some(&tick.schedule), tick.tick_at).await?;
                 if let Some(task) = task {
-                    Self::insert_event(&mut tx, &task, EventType::TaskQueued, None, None).await?;
                     woken.push(task.queue);
                     count += 1;
                 }
