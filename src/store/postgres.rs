@@ -450,43 +450,14 @@ impl Store for PgStore {
     }
 
     async fn cancel(&self, id: Uuid) -> Result<Transition> {
-        let task: Option<Task> = sqlx::query_as(
-            r#"
-            WITH changed AS (
-                UPDATE tasks SET status = 'cancelled', completed_at = now(), updated_at = now()
-                WHERE id = $1 AND status = 'queued'
-                RETURNING *
-            ), history AS (
-                INSERT INTO task_history (task_id, event_type, status, retry_count)
-                SELECT id, 'task_cancelled', 'cancelled', retry_count FROM changed
-            )
-            SELECT * FROM changed
-            "#,
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let task: Option<Task> =
+            sqlx::query_as(bulk::CANCEL).bind(&[id][..]).fetch_optional(&self.pool).await?;
         self.transition_outcome(id, task).await
     }
 
     async fn retry(&self, id: Uuid) -> Result<Transition> {
-        let task: Option<Task> = sqlx::query_as(
-            r#"
-            WITH changed AS (
-                UPDATE tasks SET status = 'queued', retry_count = 0, run_at = now(),
-                                 completed_at = NULL, result = NULL, updated_at = now()
-                WHERE id = $1 AND status IN ('failed', 'cancelled')
-                RETURNING *
-            ), history AS (
-                INSERT INTO task_history (task_id, event_type, status, retry_count, error_message)
-                SELECT id, 'task_requeued', 'queued', 0, 'manual retry' FROM changed
-            )
-            SELECT * FROM changed
-            "#,
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let task: Option<Task> =
+            sqlx::query_as(bulk::RETRY).bind(&[id][..]).fetch_optional(&self.pool).await?;
         if let Some(task) = &task {
             self.wake_workers(Some([task.queue.as_str()]));
         }

@@ -1,46 +1,47 @@
 //! Bulk actions on PostgreSQL (`src/store/bulk.rs` has the protocol): one statement
-//! per page of ids, fenced by status like the single-task action, its history events
-//! written by a data-modifying CTE of the same statement.
+//! per page of ids, fenced by status, its history events written by a data-modifying
+//! CTE of the same statement. The single-task cancel and retry are the same statements
+//! on one id.
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::super::{BulkAction, Result};
+use super::super::{BulkAction, Result, Task};
 
-const CANCEL: &str = r#"
+pub(super) const CANCEL: &str = r#"
     WITH changed AS (
         UPDATE tasks SET status = 'cancelled', completed_at = now(), updated_at = now()
         WHERE id = ANY($1) AND status = 'queued'
-        RETURNING id, queue, retry_count
+        RETURNING *
     ), history AS (
         INSERT INTO task_history (task_id, event_type, status, retry_count)
         SELECT id, 'task_cancelled', 'cancelled', retry_count FROM changed
     )
-    SELECT id, queue FROM changed
+    SELECT * FROM changed
 "#;
 
-const RETRY: &str = r#"
+pub(super) const RETRY: &str = r#"
     WITH changed AS (
         UPDATE tasks SET status = 'queued', retry_count = 0, run_at = now(),
                          completed_at = NULL, result = NULL, updated_at = now()
         WHERE id = ANY($1) AND status IN ('failed', 'cancelled')
-        RETURNING id, queue
+        RETURNING *
     ), history AS (
         INSERT INTO task_history (task_id, event_type, status, retry_count, error_message)
         SELECT id, 'task_requeued', 'queued', 0, 'manual retry' FROM changed
     )
-    SELECT id, queue FROM changed
+    SELECT * FROM changed
 "#;
 
 /// A task's events go with it (task_history has no foreign key to cascade).
 const DELETE: &str = r#"
     WITH deleted AS (
         DELETE FROM tasks WHERE id = ANY($1) AND status IN ('succeeded', 'failed', 'cancelled')
-        RETURNING id, queue
+        RETURNING *
     ), events AS (
         DELETE FROM task_history WHERE task_id IN (SELECT id FROM deleted)
     )
-    SELECT id, queue FROM deleted
+    SELECT * FROM deleted
 "#;
 
 /// Applies `action` to the tasks of `ids` whose status allows it; returns each changed
@@ -51,5 +52,6 @@ pub(super) async fn act(pool: &PgPool, ids: &[Uuid], action: BulkAction) -> Resu
         BulkAction::Retry => RETRY,
         BulkAction::Delete => DELETE,
     };
-    Ok(sqlx::query_as(sql).bind(ids).fetch_all(pool).await?)
+    let changed: Vec<Task> = sqlx::query_as(sql).bind(ids).fetch_all(pool).await?;
+    Ok(changed.into_iter().map(|task| (task.id, task.queue)).collect())
 }
