@@ -25,7 +25,8 @@ for round in $(seq "$rounds"); do
         bin=$old
         [[ $side == new ]] && bin=$new
         echo "round $round: taskq $side" >&2
-        RUST_LOG=warn "$bin" bench drain latency --runs 1 --no-baseline --concurrency 5 \
+        # The peer runs once per round, below, not inside either binary's bench.
+        QBENCH_DIR=/nonexistent RUST_LOG=warn "$bin" bench drain latency --runs 1 --no-baseline --concurrency 5 \
             --taskq-bin "$bin" --output "$out/taskq-$side-$round.json" >/dev/null
     done
     echo "round $round: graphile-worker" >&2
