@@ -50,6 +50,21 @@ impl RetryPolicy {
             .then(|| self.delay(task.backoff_seconds, task.retry_count + 1))
     }
 
+    /// What a snooze of `task` for `delay` does: `Ok(delay)` (at most
+    /// [`MAX_SNOOZE`](crate::handlers::MAX_SNOOZE)) puts it back in the queue for that
+    /// long without spending a retry; `Err(why)` fails it for good, when it has used
+    /// all of its `max_snoozes`.
+    pub fn snooze(&self, task: &Task, delay: Duration) -> Result<Duration, String> {
+        if task.snooze_count >= task.max_snoozes {
+            return Err(format!(
+                "snoozed {} times; max_snoozes is {}",
+                task.snooze_count + 1,
+                task.max_snoozes
+            ));
+        }
+        Ok(delay.min(crate::handlers::MAX_SNOOZE))
+    }
+
     fn base(&self, backoff_seconds: i32, retry: i32) -> Duration {
         let exponent = retry.saturating_sub(1).clamp(0, 62);
         let seconds = f64::from(backoff_seconds.max(0)) * 2f64.powi(exponent);

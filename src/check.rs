@@ -397,9 +397,10 @@ fn slack(options: &Options) -> chrono::Duration {
 /// status the retry decision gave the task, checked with their partner event).
 fn status_after(event: EventType) -> Option<TaskStatus> {
     match event {
-        EventType::TaskQueued | EventType::RetryScheduled | EventType::TaskRequeued => {
-            Some(TaskStatus::Queued)
-        }
+        EventType::TaskQueued
+        | EventType::RetryScheduled
+        | EventType::TaskRequeued
+        | EventType::TaskSnoozed => Some(TaskStatus::Queued),
         EventType::TaskStarted => Some(TaskStatus::Running),
         EventType::TaskSucceeded => Some(TaskStatus::Succeeded),
         EventType::TaskFailedFinal => Some(TaskStatus::Failed),
@@ -548,6 +549,20 @@ impl TaskCheck<'_> {
                         // The state changes with the decision event that follows.
                         pending_failure = Some(event);
                     }
+                }
+                // A snooze ends its attempt like a worker's outcome (fenced the same way)
+                // and puts the task back until `next_run_at`, without spending a retry
+                // (the retry count is checked below with every other event's).
+                EventType::TaskSnoozed => {
+                    self.outcome(event, previous, attempts.last_mut());
+                    if event.next_run_at.is_none() {
+                        self.violation(
+                            Invariant::HistoryShape,
+                            format!("task_snoozed (event {}) has no next_run_at", event.id),
+                        );
+                    }
+                    due = event.next_run_at;
+                    state = Some(TaskStatus::Queued);
                 }
                 EventType::WorkerLockExpired => {
                     if previous != Some(TaskStatus::Running) {
@@ -1400,6 +1415,8 @@ mod tests {
                 priority: 0,
                 retry_count: 0,
                 max_retries: 2,
+                snooze_count: 0,
+                max_snoozes: 25,
                 backoff_seconds: 1,
                 timeout_seconds: 5,
                 attempt: 0,

@@ -41,8 +41,8 @@ pub fn task_created(task_type: &str) {
 }
 
 /// `taskq_task_attempts_total{type, queue, outcome}`: finished attempts by outcome
-/// (`succeeded`, `failed`, `fatal`, `timed_out`). A worker only runs the queues of its
-/// `WORKER_QUEUES`, which bounds the `queue` label.
+/// (`succeeded`, `failed`, `fatal`, `timed_out`, `snoozed`). A worker only runs the
+/// queues of its `WORKER_QUEUES`, which bounds the `queue` label.
 pub fn attempt_finished(task: &Task, outcome: &'static str) {
     counter!(
         "taskq_task_attempts_total",
@@ -62,6 +62,12 @@ pub fn attempt_duration(task: &Task, elapsed: Duration) {
 /// `taskq_task_retries_total{type}`: retries scheduled.
 pub fn retry_scheduled(task_type: &str) {
     counter!("taskq_task_retries_total", "type" => task_type.to_owned()).increment(1);
+}
+
+/// `taskq_task_snoozes_total{type}`: snoozes that put a task back in the queue
+/// (`HandlerError::Snooze`), not counting one past `max_snoozes` (which fails it).
+pub fn snoozed(task_type: &str) {
+    counter!("taskq_task_snoozes_total", "type" => task_type.to_owned()).increment(1);
 }
 
 /// `taskq_tasks_claimed_total`: tasks claimed by this process.

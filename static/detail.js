@@ -5,7 +5,8 @@
  *
  * The drawer shows the task's fields, its payload and result (pretty-printed, with a
  * copy button), a table of its attempts built from the history, with every failed
- * attempt's error, and the raw history as a timeline. While an attempt runs, its
+ * attempt's error (a snoozed attempt shows when it comes back, like a retry), and the
+ * raw history as a timeline. While an attempt runs, its
  * duration counts up each second and every event of the task reloads the drawer.
  */
 
@@ -23,6 +24,7 @@ const EVENT_LABELS = {
   task_failed_final: 'Failed, no retries left',
   task_cancelled: 'Cancelled',
   task_requeued: 'Re-queued',
+  task_snoozed: 'Snoozed',
 };
 
 /** Colour family of each history event in the timeline (matches the status colours). */
@@ -30,6 +32,7 @@ const EVENT_TONES = {
   task_queued: 'queued',
   task_requeued: 'queued',
   retry_scheduled: 'scheduled',
+  task_snoozed: 'scheduled',
   task_started: 'running',
   task_succeeded: 'succeeded',
   task_failed: 'warning',
@@ -46,6 +49,7 @@ const ATTEMPT_ENDS = {
   timeout_occurred: 'timed out',
   worker_lock_expired: 'lease expired',
   task_requeued: 'released',
+  task_snoozed: 'snoozed',
 };
 
 const detail = { id: null, task: null, seq: 0, timer: 0, onChange: () => {}, onClose: () => {} };
@@ -65,7 +69,13 @@ export function attemptsOf(events) {
     } else if (current && !current.end && ATTEMPT_ENDS[ev.event_type]) {
       current.end = ev.created_at;
       current.outcome = ATTEMPT_ENDS[ev.event_type];
-      current.error = ev.error_message || null;
+      if (ev.event_type === 'task_snoozed') {
+        // Not an error: the handler said "not yet", and when to come back.
+        current.retryAt = ev.next_run_at;
+        current.retryDelay = secondsBetween(ev.created_at, ev.next_run_at);
+      } else {
+        current.error = ev.error_message || null;
+      }
     } else if (current && current.end && ev.event_type === 'retry_scheduled') {
       current.retryAt = ev.next_run_at;
       current.retryDelay = secondsBetween(ev.created_at, ev.next_run_at);
@@ -169,6 +179,7 @@ function renderDetail(task) {
     ...field('Priority', fmtInt(task.priority)),
     ...field('Attempts', fmtInt(task.attempt)),
     ...field('Retries', `${fmtInt(task.retry_count)} of ${fmtInt(task.max_retries)}`),
+    ...field('Snoozes', `${fmtInt(task.snooze_count ?? 0)} of ${fmtInt(task.max_snoozes ?? 0)}`),
     ...field('Backoff', fmtDuration(task.backoff_seconds)),
     ...field('Timeout', fmtDuration(task.timeout_seconds)),
     ...field('Run at', timeEl(task.run_at)),

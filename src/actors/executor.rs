@@ -66,7 +66,15 @@ impl Executor {
 
     fn fail(&self, task: Task, kind: FailureKind, error: String, fatal: bool) {
         metrics::attempt_finished(&task, if fatal { "fatal" } else { kind.label() });
-        self.retry.do_send(AttemptFailed { task, kind, error, fatal });
+        self.retry.do_send(AttemptFailed { task, kind, error, fatal, snooze: None });
+    }
+
+    /// The handler answered "not yet": the Retry actor checks `max_snoozes`.
+    fn snooze(&self, task: Task, delay: Duration) {
+        metrics::attempt_finished(&task, FailureKind::Snoozed.label());
+        let error = HandlerError::Snooze(delay).to_string();
+        let snooze = Some(delay);
+        self.retry.do_send(AttemptFailed { task, kind: FailureKind::Snoozed, error, fatal: false, snooze });
     }
 
     /// Turns the end of an attempt into its outcome message, then reports idle.
@@ -91,6 +99,7 @@ impl Executor {
             }
             Ok(Ok(Err(HandlerError::Retryable(error)))) => self.fail(task, FailureKind::Error, error, false),
             Ok(Ok(Err(HandlerError::Fatal(error)))) => self.fail(task, FailureKind::Error, error, true),
+            Ok(Ok(Err(HandlerError::Snooze(delay)))) => self.snooze(task, delay),
             Ok(Err(join)) => {
                 let error = match join.try_into_panic() {
                     Ok(panic) => format!("handler panicked: {}", panic_message(&*panic)),

@@ -50,7 +50,8 @@ pub struct WatchWrites(pub Vec<Recipient<Freed>>);
 #[rtype(result = "()")]
 pub struct Registered;
 
-/// Executor → Retry: an attempt failed; `fatal` errors are never retried.
+/// Executor → Retry: an attempt failed; `fatal` errors are never retried. A snooze
+/// (kind `Snoozed`) carries its delay in `snooze`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AttemptFailed {
@@ -58,6 +59,7 @@ pub struct AttemptFailed {
     pub kind: crate::store::FailureKind,
     pub error: String,
     pub fatal: bool,
+    pub snooze: Option<std::time::Duration>,
 }
 
 /// Executor → Completer, Retry → its writer: one outcome to persist in the next batch.

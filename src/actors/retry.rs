@@ -1,8 +1,10 @@
 //! Retry: turns a failed attempt into its next state with the backoff policy, and
-//! hands the decision to its own BatchWriter.
+//! hands the decision to its own BatchWriter. Snoozes go the same way: the policy
+//! checks `max_snoozes`, and the writer batches them with the failures.
 //!
-//! The decision uses the `retry_count` the attempt was claimed with; the write is
-//! fenced on the attempt, so a decision about a stale attempt changes nothing.
+//! The decision uses the `retry_count` and `snooze_count` the attempt was claimed
+//! with; the write is fenced on the attempt, so a decision about a stale attempt
+//! changes nothing.
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use super::messages::{AttemptFailed, Flush, Record, WatchWrites};
 use super::writer::BatchWriter;
 use crate::backoff::RetryPolicy;
 use crate::metrics;
-use crate::store::{AttemptRef, Failure, Store};
+use crate::store::{AttemptRef, Failure, FailureKind, Store};
 
 pub struct Retry {
     policy: RetryPolicy,
@@ -34,6 +36,27 @@ impl Handler<AttemptFailed> for Retry {
 
     fn handle(&mut self, failed: AttemptFailed, _: &mut Self::Context) {
         let task = &failed.task;
+        let attempt = AttemptRef { task_id: task.id, attempt: task.attempt };
+        if let Some(delay) = failed.snooze {
+            let failure = match self.policy.snooze(task, delay) {
+                Ok(delay) => {
+                    metrics::snoozed(&task.task_type);
+                    tracing::info!(task_id = %task.id, task_type = %task.task_type, snooze = ?delay, "attempt snoozed");
+                    Failure {
+                        attempt,
+                        kind: FailureKind::Snoozed,
+                        error: failed.error,
+                        retry_in: Some(delay),
+                    }
+                }
+                Err(error) => {
+                    tracing::info!(task_id = %task.id, task_type = %task.task_type, %error, "too many snoozes: failing the task");
+                    Failure { attempt, kind: FailureKind::Error, error, retry_in: None }
+                }
+            };
+            self.writer.do_send(Record(failure));
+            return;
+        }
         let retry_in = self.policy.decide(task, failed.fatal);
         if retry_in.is_some() {
             metrics::retry_scheduled(&task.task_type);
@@ -46,12 +69,7 @@ impl Handler<AttemptFailed> for Retry {
             retry_in = ?retry_in,
             "attempt failed"
         );
-        self.writer.do_send(Record(Failure {
-            attempt: AttemptRef { task_id: task.id, attempt: task.attempt },
-            kind: failed.kind,
-            error: failed.error,
-            retry_in,
-        }));
+        self.writer.do_send(Record(Failure { attempt, kind: failed.kind, error: failed.error, retry_in }));
     }
 }
 

@@ -20,27 +20,37 @@ impl Handler for Noop {
     }
 }
 
-/// `{"ms": n}`: waits `n` milliseconds (asynchronously) and succeeds.
+/// `{"ms": n, "snooze_ms": s}`: waits `n` milliseconds (asynchronously) and succeeds.
+/// With `snooze_ms`, its first attempt snoozes for `s` milliseconds instead (the task
+/// comes back after them without spending a retry, and then sleeps): the snooze path
+/// through the HTTP API.
 pub struct Sleep;
 
-fn sleep_ms(payload: &Value) -> Result<u64, String> {
-    match field(payload, "ms") {
+/// A payload field of milliseconds: absent is 0, else a whole number up to a day.
+fn millis(payload: &Value, name: &str) -> Result<u64, String> {
+    match field(payload, name) {
         None => Ok(0),
         Some(v) => v
             .as_u64()
             .filter(|ms| *ms <= MAX_SLEEP_MS)
-            .ok_or_else(|| format!("payload.ms must be a whole number from 0 to {MAX_SLEEP_MS}")),
+            .ok_or_else(|| format!("payload.{name} must be a whole number from 0 to {MAX_SLEEP_MS}")),
     }
 }
 
 #[async_trait]
 impl Handler for Sleep {
     fn validate(&self, payload: &Value) -> Result<(), String> {
-        sleep_ms(payload).map(|_| ())
+        millis(payload, "ms")?;
+        millis(payload, "snooze_ms")?;
+        Ok(())
     }
 
     async fn run(&self, task: TaskContext) -> HandlerResult {
-        let ms = sleep_ms(&task.payload).map_err(HandlerError::Fatal)?;
+        let ms = millis(&task.payload, "ms").map_err(HandlerError::Fatal)?;
+        if task.attempt == 1 && field(&task.payload, "snooze_ms").is_some() {
+            let snooze = millis(&task.payload, "snooze_ms").map_err(HandlerError::Fatal)?;
+            return Err(HandlerError::Snooze(Duration::from_millis(snooze)));
+        }
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(Some(json!({ "slept_ms": ms })))
     }

@@ -4,8 +4,10 @@
 //! A handler never touches the queue: it gets a [`TaskContext`], does its work, and
 //! returns a [`HandlerResult`]. The executor turns that into the task's next state:
 //! `Ok` acknowledges (with an optional JSON result), [`HandlerError::Retryable`] spends
-//! a retry, [`HandlerError::Fatal`] fails the task without retrying. A panic is a
-//! retryable failure; a handler that overruns `timeout_seconds` is stopped and retried.
+//! a retry, [`HandlerError::Fatal`] fails the task without retrying, and
+//! [`HandlerError::Snooze`] puts it back in the queue for later without spending one.
+//! A panic is a retryable failure; a handler that overruns `timeout_seconds` is stopped
+//! and retried.
 //!
 //! Handlers run on a runtime of their own, apart from the actors, so a handler that
 //! blocks its thread delays other handlers at worst, never the claim loop or timeouts.
@@ -40,6 +42,7 @@ mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -59,7 +62,7 @@ pub struct TaskContext {
     pub worker_id: Arc<str>,
 }
 
-/// A failed attempt, with the handler's intent for what happens next.
+/// An attempt that did not succeed, with the handler's intent for what happens next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
     /// Worth trying again later (a timeout, a 5xx, a lost connection).
@@ -68,7 +71,17 @@ pub enum HandlerError {
     /// Trying again cannot help (bad input, a 4xx): the task fails now.
     #[error("{0}")]
     Fatal(String),
+    /// Not an error: "not yet, try again in this long" (an upstream not ready, a rate
+    /// limit's window). The task goes back to the queue, runnable after the delay (at
+    /// most [`MAX_SNOOZE`]), without spending a retry; the history records
+    /// `task_snoozed`. A task snoozes at most `max_snoozes` times (default 25): one more
+    /// fails it for good ("snoozed 26 times; max_snoozes is 25").
+    #[error("snoozed for {}", humantime::format_duration(*.0))]
+    Snooze(Duration),
 }
+
+/// The longest snooze: a longer one is cut to this (a year, like `delay_seconds`).
+pub const MAX_SNOOZE: Duration = Duration::from_secs(31_536_000);
 
 pub type HandlerResult = Result<Option<Value>, HandlerError>;
 
@@ -142,7 +155,7 @@ fn required_string(payload: &Value, name: &str) -> Result<(), String> {
 
 /// Sleeps for `seconds × scale`, for the demo handlers.
 async fn scaled_sleep(seconds: f64, scale: f64) {
-    tokio::time::sleep(std::time::Duration::from_secs_f64((seconds * scale).max(0.0))).await;
+    tokio::time::sleep(Duration::from_secs_f64((seconds * scale).max(0.0))).await;
 }
 
 #[cfg(test)]

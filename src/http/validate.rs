@@ -87,6 +87,11 @@ pub struct CreateTask {
     #[schema(minimum = 0, maximum = 100)]
     #[serde(default, deserialize_with = "whole_number")]
     pub max_retries: Option<i64>,
+    /// How many times the handler may snooze the task ("not yet, try again later",
+    /// which spends no retry); one more fails it for good. 0 to 10000, default 25.
+    #[schema(minimum = 0, maximum = 10000)]
+    #[serde(default, deserialize_with = "whole_number")]
+    pub max_snoozes: Option<i64>,
     /// 1 to 86400, default `WORKER_TIMEOUT`.
     #[schema(minimum = 1, maximum = 86400)]
     #[serde(default, deserialize_with = "whole_number")]
@@ -137,6 +142,7 @@ fn queue_name(field: &str, queue: Option<String>) -> Result<String, ApiError> {
 /// The documented ranges.
 pub const PRIORITY: (i64, i64) = (-1000, 1000);
 pub const MAX_RETRIES: (i64, i64) = (0, 100);
+pub const MAX_SNOOZES: (i64, i64) = (0, 10_000);
 pub const TIMEOUT_SECONDS: (i64, i64) = (1, 86_400);
 pub const BACKOFF_SECONDS: (i64, i64) = (0, 86_400);
 /// Scheduling at most a year ahead.
@@ -239,6 +245,12 @@ impl CreateTask {
             payload,
             priority: in_range(&format!("{field}priority"), self.priority, PRIORITY, 0)?,
             max_retries: in_range(&format!("{field}max_retries"), self.max_retries, MAX_RETRIES, 3)?,
+            max_snoozes: in_range(
+                &format!("{field}max_snoozes"),
+                self.max_snoozes,
+                MAX_SNOOZES,
+                i64::from(crate::store::DEFAULT_MAX_SNOOZES),
+            )?,
             backoff_seconds: in_range(
                 &format!("{field}backoff_seconds"),
                 self.backoff_seconds,

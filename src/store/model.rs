@@ -87,6 +87,9 @@ pub enum EventType {
     TaskFailedFinal,
     TaskCancelled,
     TaskRequeued,
+    /// The handler answered "not yet" (`HandlerError::Snooze`): back to the queue until
+    /// `next_run_at`, without spending a retry.
+    TaskSnoozed,
 }
 
 /// A task as stored. `attempt` counts claims and fences outcome writes; `locked_until`
@@ -105,6 +108,14 @@ pub struct Task {
     pub priority: i32,
     pub retry_count: i32,
     pub max_retries: i32,
+    /// Snoozes so far (`HandlerError::Snooze`): each put the task back in the queue
+    /// without spending a retry. A manual retry resets it. (Fields added to the
+    /// original API default when absent, so a task read from older JSON still parses.)
+    #[serde(default)]
+    pub snooze_count: i32,
+    /// The most snoozes the task may take; one more fails it for good.
+    #[serde(default = "default_max_snoozes")]
+    pub max_snoozes: i32,
     pub backoff_seconds: i32,
     pub timeout_seconds: i32,
     pub attempt: i32,
@@ -183,11 +194,20 @@ pub struct NewTask {
     pub run_at: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
     pub queue: String,
+    pub max_snoozes: i32,
+}
+
+/// `max_snoozes` of a task that sets none.
+pub const DEFAULT_MAX_SNOOZES: i32 = 25;
+
+pub(crate) fn default_max_snoozes() -> i32 {
+    DEFAULT_MAX_SNOOZES
 }
 
 impl NewTask {
-    /// A task with the documented defaults (`max_retries` 3, `backoff_seconds` 1,
-    /// `timeout_seconds` 30, priority 0, runnable now) and a fresh UUID v7.
+    /// A task with the documented defaults (`max_retries` 3, `max_snoozes` 25,
+    /// `backoff_seconds` 1, `timeout_seconds` 30, priority 0, runnable now) and a fresh
+    /// UUID v7.
     pub fn new(task_type: impl Into<String>, payload: Value) -> Self {
         let task_type = task_type.into();
         Self {
@@ -202,6 +222,7 @@ impl NewTask {
             run_at: None,
             idempotency_key: None,
             queue: DEFAULT_QUEUE.to_owned(),
+            max_snoozes: DEFAULT_MAX_SNOOZES,
         }
     }
 }
@@ -259,7 +280,7 @@ pub struct Completion {
     pub result: Option<Value>,
 }
 
-/// Why an attempt failed; decides the history event written for it.
+/// How an attempt ended without success; decides the history event written for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     /// The handler returned an error or panicked (`task_failed`).
@@ -268,6 +289,9 @@ pub enum FailureKind {
     TimedOut,
     /// The lease ran out or the worker stopped heartbeating (`worker_lock_expired`).
     LockExpired,
+    /// The handler answered "not yet" (`task_snoozed`): back to the queue after
+    /// `retry_in`, without spending a retry.
+    Snoozed,
 }
 
 impl FailureKind {
@@ -276,6 +300,7 @@ impl FailureKind {
             Self::Error => EventType::TaskFailed,
             Self::TimedOut => EventType::TimeoutOccurred,
             Self::LockExpired => EventType::WorkerLockExpired,
+            Self::Snoozed => EventType::TaskSnoozed,
         }
     }
 
@@ -285,18 +310,21 @@ impl FailureKind {
             Self::Error => "failed",
             Self::TimedOut => "timed_out",
             Self::LockExpired => "lock_expired",
+            Self::Snoozed => "snoozed",
         }
     }
 }
 
-/// A failed attempt with the Retry policy's decision already made.
+/// An attempt that ended without success, with what happens next already decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub attempt: AttemptRef,
     pub kind: FailureKind,
+    /// The handler's error (`last_error`); for a snooze, the event's note.
     pub error: String,
-    /// `Some(delay)` schedules retry number `retry_count + 1` after `delay`;
-    /// `None` fails the task for good (`task_failed_final`).
+    /// `Some(delay)` schedules retry number `retry_count + 1` after `delay` (for a
+    /// snooze: runs again after `delay`, no retry spent); `None` fails the task for
+    /// good (`task_failed_final`).
     pub retry_in: Option<std::time::Duration>,
 }
 

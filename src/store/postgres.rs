@@ -274,6 +274,7 @@ impl Store for PgStore {
         let run_ats: Vec<Option<chrono::DateTime<chrono::Utc>>> = tasks.iter().map(|t| t.run_at).collect();
         let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
         let queues: Vec<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
+        let max_snoozes: Vec<i32> = tasks.iter().map(|t| t.max_snoozes).collect();
 
         // One statement: insert and write the history. The NOTIFY that wakes the
         // Dispatchers follows the commit (`wake_workers` says why).
@@ -282,18 +283,18 @@ impl Store for PgStore {
             WITH input AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[],
                                      $6::int[], $7::int[], $8::int[], $9::timestamptz[], $10::text[],
-                                     $11::text[])
+                                     $11::text[], $12::int[])
                     AS i (id, name, type, payload, priority, max_retries, backoff_seconds,
-                          timeout_seconds, run_at, idempotency_key, queue)
+                          timeout_seconds, run_at, idempotency_key, queue, max_snoozes)
             ), known AS (
                 -- An existing queue is found in its index and left alone: no write.
                 INSERT INTO queues (name) SELECT DISTINCT queue FROM input
                 ON CONFLICT (name) DO NOTHING
             ), inserted AS (
                 INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
-                                   timeout_seconds, run_at, idempotency_key, queue)
+                                   timeout_seconds, run_at, idempotency_key, queue, max_snoozes)
                 SELECT id, name, type, payload::jsonb, priority, max_retries, backoff_seconds,
-                       timeout_seconds, coalesce(run_at, now()), idempotency_key, queue
+                       timeout_seconds, coalesce(run_at, now()), idempotency_key, queue, max_snoozes
                 FROM input
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING *
@@ -315,6 +316,7 @@ impl Store for PgStore {
         .bind(&run_ats)
         .bind(&keys)
         .bind(&queues)
+        .bind(&max_snoozes)
         .fetch_all(&self.pool)
         .await?;
 

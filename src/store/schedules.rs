@@ -117,6 +117,9 @@ pub struct TaskTemplate {
     pub max_retries: i32,
     pub backoff_seconds: i32,
     pub timeout_seconds: i32,
+    /// Templates stored before snoozes existed have none: they get the default.
+    #[serde(default = "super::model::default_max_snoozes")]
+    pub max_snoozes: i32,
 }
 
 impl TaskTemplate {
@@ -132,6 +135,7 @@ impl TaskTemplate {
             max_retries: task.max_retries,
             backoff_seconds: task.backoff_seconds,
             timeout_seconds: task.timeout_seconds,
+            max_snoozes: task.max_snoozes,
         }
     }
 
@@ -144,6 +148,7 @@ impl TaskTemplate {
             max_retries: self.max_retries,
             backoff_seconds: self.backoff_seconds,
             timeout_seconds: self.timeout_seconds,
+            max_snoozes: self.max_snoozes,
             queue: self.queue.clone(),
             ..NewTask::new(self.task_type.clone(), Value::Null)
         }

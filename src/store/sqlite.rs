@@ -104,8 +104,8 @@ impl SqliteStore {
             r#"
             INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
                                timeout_seconds, run_at, idempotency_key, created_at, updated_at,
-                               queue, schedule, tick_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)
+                               queue, schedule, tick_at, max_snoozes)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15)
             ON CONFLICT DO NOTHING
             RETURNING *
             "#,
@@ -124,6 +124,7 @@ impl SqliteStore {
         .bind(&new.queue)
         .bind(schedule)
         .bind(tick_at)
+        .bind(new.max_snoozes)
         .fetch_optional(&mut **tx)
         .await?;
         if let Some(task) = &task {
@@ -159,8 +160,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Records failed attempts; `worker_id` fences to the worker's live lease, `None`
-    /// (rescue) to the attempt alone, which the caller's transaction holds.
+    /// Records failed attempts (a snooze requeues without spending a retry, with one
+    /// event); `worker_id` fences to the worker's live lease, `None` (rescue) to the
+    /// attempt alone, which the caller's transaction holds.
     async fn apply_failures(
         tx: &mut Transaction<'static, Sqlite>,
         worker_id: Option<&str>,
@@ -170,14 +172,16 @@ impl SqliteStore {
         for failure in failures {
             let at = now();
             let next_run_at = failure.retry_in.map(after);
+            let snoozed = failure.kind == FailureKind::Snoozed;
             let task: Option<Task> = sqlx::query_as(
                 r#"
                 UPDATE tasks SET
                     status = CASE WHEN $3 IS NULL THEN 'failed' ELSE 'queued' END,
-                    retry_count = retry_count + CASE WHEN $3 IS NULL THEN 0 ELSE 1 END,
+                    retry_count = retry_count + ($3 IS NOT NULL AND NOT $7),
+                    snooze_count = snooze_count + $7,
                     run_at = coalesce($3, run_at),
                     completed_at = CASE WHEN $3 IS NULL THEN $4 END,
-                    last_error = $5,
+                    last_error = CASE WHEN $7 THEN last_error ELSE $5 END,
                     locked_until = NULL,
                     updated_at = $4
                 WHERE id = $1 AND status = 'running' AND attempt = $2
@@ -191,13 +195,22 @@ impl SqliteStore {
             .bind(at)
             .bind(&failure.error)
             .bind(worker_id)
+            .bind(snoozed)
             .fetch_optional(&mut **tx)
             .await?;
             let Some(task) = task else { continue };
-            Self::insert_event(tx, &task, failure.kind.event(), Some(&failure.error), None).await?;
-            let decision =
-                if next_run_at.is_some() { EventType::RetryScheduled } else { EventType::TaskFailedFinal };
-            Self::insert_event(tx, &task, decision, Some(&failure.error), next_run_at).await?;
+            if snoozed {
+                Self::insert_event(tx, &task, EventType::TaskSnoozed, Some(&failure.error), next_run_at)
+                    .await?;
+            } else {
+                Self::insert_event(tx, &task, failure.kind.event(), Some(&failure.error), None).await?;
+                let decision = if next_run_at.is_some() {
+                    EventType::RetryScheduled
+                } else {
+                    EventType::TaskFailedFinal
+                };
+                Self::insert_event(tx, &task, decision, Some(&failure.error), next_run_at).await?;
+            }
             applied.push(task.id);
         }
         Ok(applied)
@@ -508,7 +521,7 @@ impl Store for SqliteStore {
             .transition(
                 id,
                 r#"
-                UPDATE tasks SET status = 'queued', retry_count = 0, run_at = $2,
+                UPDATE tasks SET status = 'queued', retry_count = 0, snooze_count = 0, run_at = $2,
                                  completed_at = NULL, result = NULL, updated_at = $2
                 WHERE id = $1 AND status IN ('failed', 'cancelled')
                 RETURNING *

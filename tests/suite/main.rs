@@ -5,6 +5,7 @@ mod api;
 mod engine;
 mod group;
 mod helpers;
+mod long_work;
 mod oversized;
 mod queues;
 mod schedules;

@@ -73,29 +73,32 @@ pub(super) const COMPLETE: &str = r#"
 "#;
 
 /// Records failed attempts `($1 ids, $2 attempts, $3 events, $4 errors, $5 retry
-/// delays)`: requeued after the delay, or failed for good where it is NULL. Fenced to
-/// worker `$6` and its live lease, or, when `$6` is NULL (the Rescuer), to the attempt
-/// alone. Returns the ids written.
+/// delays)`: requeued after the delay, or failed for good where it is NULL. A snooze
+/// (`task_snoozed`) is requeued after its delay without spending a retry, and records
+/// one event, not two. Fenced to worker `$6` and its live lease, or, when `$6` is NULL
+/// (the Rescuer), to the attempt alone. Returns the ids written.
 pub(super) const APPLY_FAILURES: &str = r#"
     WITH input AS MATERIALIZED (
-        SELECT i.*, 'running'::task_status AS running, $6::text AS worker_id, now() AS now
+        SELECT i.*, 'running'::task_status AS running, $6::text AS worker_id, now() AS now,
+               i.event = 'task_snoozed' AS snoozed
         FROM unnest($1::uuid[], $2::int[], $3::task_event[], $4::text[], $5::float8[])
             AS i (id, attempt, event, error, retry_in)
     ), updated AS (
         UPDATE tasks AS t SET
             status = CASE WHEN i.retry_in IS NULL THEN 'failed' ELSE 'queued' END::task_status,
-            retry_count = t.retry_count + CASE WHEN i.retry_in IS NULL THEN 0 ELSE 1 END,
+            retry_count = t.retry_count + (i.retry_in IS NOT NULL AND NOT i.snoozed)::int,
+            snooze_count = t.snooze_count + i.snoozed::int,
             run_at = CASE WHEN i.retry_in IS NULL THEN t.run_at
                           ELSE now() + make_interval(secs => i.retry_in) END,
             completed_at = CASE WHEN i.retry_in IS NULL THEN now() END,
-            last_error = i.error,
+            last_error = CASE WHEN i.snoozed THEN t.last_error ELSE i.error END,
             locked_until = NULL,
             updated_at = now()
         FROM input AS i
         WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
           AND (i.worker_id IS NULL OR (t.worker_id = i.worker_id AND t.locked_until >= i.now))
         RETURNING t.id, t.status, t.retry_count, t.worker_id, t.run_at, t.started_event_id,
-                  t.started_at, i.event, i.error
+                  t.started_at, i.event, i.error, i.snoozed
     ), history AS (
         INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id,
                                   error_message, next_run_at, started_id, started_at)
@@ -103,11 +106,13 @@ pub(super) const APPLY_FAILURES: &str = r#"
                e.started_id, e.started_at
         FROM updated AS u
         CROSS JOIN LATERAL (VALUES
-            (1, u.event, NULL::timestamptz, u.started_event_id, u.started_at),
-            (2, CASE WHEN u.status = 'failed' THEN 'task_failed_final'
+            (1, u.event, CASE WHEN u.snoozed THEN u.run_at END, u.started_event_id, u.started_at),
+            (2, CASE WHEN u.snoozed THEN NULL
+                     WHEN u.status = 'failed' THEN 'task_failed_final'
                      ELSE 'retry_scheduled' END::task_event,
                 CASE WHEN u.status = 'queued' THEN u.run_at END, NULL, NULL)
         ) AS e (ord, event_type, next_run_at, started_id, started_at)
+        WHERE e.event_type IS NOT NULL
         ORDER BY u.id, e.ord
     )
     SELECT id FROM updated

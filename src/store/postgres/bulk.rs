@@ -22,7 +22,7 @@ pub(super) const CANCEL: &str = r#"
 
 pub(super) const RETRY: &str = r#"
     WITH changed AS (
-        UPDATE tasks SET status = 'queued', retry_count = 0, run_at = now(),
+        UPDATE tasks SET status = 'queued', retry_count = 0, snooze_count = 0, run_at = now(),
                          completed_at = NULL, result = NULL, updated_at = now()
         WHERE id = ANY($1) AND status IN ('failed', 'cancelled')
         RETURNING *

@@ -80,18 +80,19 @@ WITH leader AS (
     RETURNING s.name
 ), input AS (
     SELECT * FROM unnest($10::uuid[], $11::text[], $12::timestamptz[], $13::text[], $14::text[],
-                         $15::text[], $16::int[], $17::int[], $18::int[], $19::int[], $20::text[])
+                         $15::text[], $16::int[], $17::int[], $18::int[], $19::int[], $20::text[],
+                         $21::int[])
         AS i (id, schedule, tick_at, name, type, payload, priority, max_retries, backoff_seconds,
-              timeout_seconds, queue)
+              timeout_seconds, queue, max_snoozes)
     WHERE i.schedule IN (SELECT name FROM advanced)
 ), known AS (
     INSERT INTO queues (name) SELECT DISTINCT queue FROM input
     ON CONFLICT (name) DO NOTHING
 ), inserted AS (
     INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
-                       timeout_seconds, queue, schedule, tick_at)
+                       timeout_seconds, queue, schedule, tick_at, max_snoozes)
     SELECT id, name, type, payload::jsonb, priority, max_retries, backoff_seconds,
-           timeout_seconds, queue, schedule, tick_at
+           timeout_seconds, queue, schedule, tick_at, max_snoozes
     FROM input
     ON CONFLICT (id) DO NOTHING
     RETURNING id, schedule, created_at
@@ -281,6 +282,7 @@ impl ScheduleStore for PgStore {
             .bind(number(|t| t.task.backoff_seconds))
             .bind(number(|t| t.task.timeout_seconds))
             .bind(column(|t| t.task.queue.clone()))
+            .bind(number(|t| t.task.max_snoozes))
             .fetch_all(&self.pool)
             .await?;
         let enqueued: Vec<(String, i64)> =

@@ -14,7 +14,7 @@ const CANCEL: &str = r#"
 "#;
 
 const RETRY: &str = r#"
-    UPDATE tasks SET status = 'queued', retry_count = 0, run_at = $2,
+    UPDATE tasks SET status = 'queued', retry_count = 0, snooze_count = 0, run_at = $2,
                      completed_at = NULL, result = NULL, updated_at = $2
     WHERE id = $1 AND status IN ('failed', 'cancelled')
     RETURNING *
