@@ -762,7 +762,8 @@ impl TaskCheck<'_> {
         let started_by = attempt.worker_id.clone();
         let lease = chrono::Duration::seconds(i64::from(self.task.timeout_seconds))
             + chrono::Duration::from_std(self.options.lease_grace).unwrap_or_default();
-        let lease_end = attempt.started_at + lease;
+        // Each progress report written restarted the lease; the event records the last.
+        let lease_end = event.progress_at.unwrap_or(attempt.started_at).max(attempt.started_at) + lease;
         if started_by != event.worker_id {
             self.violation(
                 Invariant::FencedOutcome,
@@ -1430,6 +1431,7 @@ mod tests {
                 updated_at: at(0),
                 started_at: None,
                 completed_at: None,
+                progress: None,
                 queue: queue.into(),
                 schedule: None,
                 tick_at: None,
@@ -1472,6 +1474,7 @@ mod tests {
                 queue: task.queue.clone(),
                 schedule: None,
                 tick_at: None,
+                progress_at: None,
             });
             self
         }

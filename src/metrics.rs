@@ -70,6 +70,19 @@ pub fn snoozed(task_type: &str) {
     counter!("taskq_task_snoozes_total", "type" => task_type.to_owned()).increment(1);
 }
 
+/// `taskq_progress_reports_total`: progress reports handlers made
+/// (`TaskContext::progress`), and `taskq_progress_writes_total`: those written to the
+/// database. Reports are coalesced to one write per attempt every 500 ms, so a handler
+/// reporting in a tight loop raises the first and barely the second.
+pub fn progress_reported() {
+    counter!("taskq_progress_reports_total").increment(1);
+}
+
+/// See [`progress_reported`].
+pub fn progress_written(reports: usize) {
+    counter!("taskq_progress_writes_total").increment(reports as u64);
+}
+
 /// `taskq_tasks_claimed_total`: tasks claimed by this process.
 pub fn claimed(tasks: usize) {
     counter!("taskq_tasks_claimed_total").increment(tasks as u64);

@@ -147,6 +147,7 @@ loadAll();
 streamLoop({
   onStats,
   onTask,
+  onProgress: detail.onProgressEvent,
   // The first tick of a connection marks where its task events begin: anything before
   // it is not replayed, so the list and an open task are read again from here.
   onConnect: () => {

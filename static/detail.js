@@ -1,13 +1,15 @@
 /* taskq dashboard: one task's full story, at `#/tasks/{id}`.
  *
  *   GET  /api/tasks/{id}, /api/tasks/{id}/history  ◀─ opening, and each live event of the task
+ *   event: progress (the live stream)              ◀─ the progress bar, between events
  *   POST /api/tasks/{id}/cancel, /retry            ◀─ the drawer's buttons
  *
  * The drawer shows the task's fields, its payload and result (pretty-printed, with a
  * copy button), a table of its attempts built from the history, with every failed
  * attempt's error (a snoozed attempt shows when it comes back, like a retry), and the
  * raw history as a timeline. While an attempt runs, its
- * duration counts up each second and every event of the task reloads the drawer.
+ * duration counts up each second and every event of the task reloads the drawer; a
+ * handler's progress reports move a progress bar with its message, live.
  */
 
 import { $, copyText, fmtDuration, fmtInt, h, parseTs, secondsBetween, showAlert, timeEl, toast } from './util.js';
@@ -99,6 +101,7 @@ export function openDetail(id) {
     $('#detail-payload').textContent = '';
     $('#detail-error-block').hidden = true;
     $('#detail-result-block').hidden = true;
+    $('#detail-progress-block').hidden = true;
     setStatus('');
     $('#detail-cancel').hidden = true;
     $('#detail-retry').hidden = true;
@@ -118,6 +121,13 @@ export function closeDetail() {
 /** A live event of some task: reload the drawer if it is this one's. */
 export function onTaskEvent(ev) {
   if (detail.id && ev && detail.id === ev.task_id) refreshDetailSoon();
+}
+
+/** A live progress report of some task: move the bar if it is this one's. */
+export function onProgressEvent(report) {
+  if (!detail.id || !report || detail.id !== report.task_id || !detail.task) return;
+  detail.task = { ...detail.task, progress: report.progress };
+  renderProgress(detail.task);
 }
 
 /** The stream reconnected: what happened meanwhile is read again. */
@@ -192,12 +202,31 @@ function renderDetail(task) {
     ...(task.idempotency_key ? field('Idempotency key', h('span', { class: 'mono' }, task.idempotency_key)) : []),
   );
 
+  renderProgress(task);
   $('#detail-error-block').hidden = !task.last_error;
   $('#detail-last-error').textContent = task.last_error || '';
   $('#detail-payload').textContent = JSON.stringify(task.payload ?? {}, null, 2);
   const hasResult = task.result !== null && task.result !== undefined;
   $('#detail-result-block').hidden = !hasResult;
   $('#detail-result').textContent = hasResult ? JSON.stringify(task.result, null, 2) : '';
+}
+
+/**
+ * The handler's latest report: while the task runs, that of its running attempt;
+ * after, the last one it made (so a finished task shows where it got to).
+ */
+function renderProgress(task) {
+  const p = task.progress;
+  const current = p && (task.status !== 'running' || p.attempt === task.attempt);
+  $('#detail-progress-block').hidden = !current;
+  if (!current) return;
+  const bar = $('#detail-progress');
+  bar.value = p.percent;
+  bar.setAttribute('aria-valuetext', `${p.percent}%${p.message ? `: ${p.message}` : ''}`);
+  const parts = [h('strong', {}, `${p.percent}%`)];
+  if (p.message) parts.push(' · ', p.message);
+  parts.push(' · ', h('span', { class: 'muted' }, `attempt ${fmtInt(p.attempt)}, `, timeEl(p.at)));
+  $('#detail-progress-text').replaceChildren(...parts);
 }
 
 function renderAttempts(attempts) {

@@ -1,8 +1,9 @@
 /* taskq dashboard: the live event stream and the connection indicator.
  *
  *   GET /api/tasks/stream (SSE, read with fetch so it can carry the API token)
- *      ├─ event: stats ─▶ onStats (counters, charts, queues, workers)
- *      └─ event: task  ─▶ onTask (the task list, an open task)
+ *      ├─ event: stats    ─▶ onStats (counters, charts, queues, workers)
+ *      ├─ event: task     ─▶ onTask (the task list, an open task)
+ *      └─ event: progress ─▶ onProgress (an open task's progress bar)
  *
  * The stream reconnects with jittered exponential backoff; the header shows the state
  * and counts down to the next attempt. `onConnect` runs at the first stats event of
@@ -150,7 +151,7 @@ export function resumeAfterSignIn() {
 }
 
 /** Reads the stream for ever, reconnecting; hands every event to the callbacks. */
-export async function streamLoop({ onStats, onTask, onConnect }) {
+export async function streamLoop({ onStats, onTask, onProgress, onConnect }) {
   let attempt = 0;
   let retryBase = BACKOFF_MIN_MS;
 
@@ -170,6 +171,8 @@ export async function streamLoop({ onStats, onTask, onConnect }) {
       }
     } else if (event === 'task') {
       onTask(payload);
+    } else if (event === 'progress') {
+      onProgress(payload);
     }
   };
 

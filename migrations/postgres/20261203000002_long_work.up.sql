@@ -19,3 +19,42 @@ ALTER TABLE task_history
     DROP CONSTRAINT task_history_retry_scheduled_has_next_run,
     ADD CONSTRAINT task_history_next_run_iff_run_later
         CHECK ((event_type::text IN ('retry_scheduled', 'task_snoozed')) = (next_run_at IS NOT NULL));
+
+-- 2. Progress. A handler's latest report on its running attempt: `{"percent", "message",
+-- "at", "attempt"}`. Each report written restarts the attempt's lease, so an event that
+-- ends the attempt records the time of its last report (`progress_at`): `taskq check`
+-- measures the lease from it, as the fence did. A report writes neither `updated_at`
+-- nor history: it changes no state.
+ALTER TABLE tasks ADD COLUMN progress jsonb
+    CONSTRAINT tasks_progress_is_object CHECK (jsonb_typeof(progress) = 'object');
+ALTER TABLE task_history ADD COLUMN progress_at timestamptz;
+
+-- The view of every event (20261202000001_lean_runs) gains `progress_at`: a success held
+-- by its task row reads it from the task's progress, when that is of the same attempt.
+CREATE OR REPLACE VIEW task_events AS
+    SELECT id, task_id, event_type, status, retry_count, worker_id, error_message, next_run_at,
+           created_at, id AS recorded_id, progress_at
+    FROM task_history
+    UNION ALL
+    SELECT started_id, task_id, 'task_started', 'running',
+           retry_count - (event_type IN ('task_failed', 'timeout_occurred', 'worker_lock_expired')
+                          AND status = 'queued')::int,
+           worker_id, NULL, NULL, started_at, id, NULL
+    FROM task_history
+    WHERE started_id IS NOT NULL
+    UNION ALL
+    SELECT started_event_id, id, 'task_started', 'running', retry_count, worker_id, NULL, NULL,
+           started_at, started_event_id, NULL
+    FROM tasks
+    WHERE status = 'running' AND started_event_id IS NOT NULL
+    UNION ALL
+    SELECT e.id, t.id, e.event_type, e.status, t.retry_count, t.worker_id, NULL, NULL,
+           e.created_at, t.completed_event_id,
+           CASE WHEN e.event_type = 'task_succeeded' AND (t.progress ->> 'attempt')::int = t.attempt
+                THEN (t.progress ->> 'at')::timestamptz END
+    FROM tasks AS t
+    CROSS JOIN LATERAL (VALUES
+        (t.started_event_id, 'task_started'::task_event, 'running'::task_status, t.started_at),
+        (t.completed_event_id, 'task_succeeded', 'succeeded', t.completed_at)
+    ) AS e (id, event_type, status, created_at)
+    WHERE t.status = 'succeeded' AND t.completed_event_id IS NOT NULL AND e.id IS NOT NULL;

@@ -7,9 +7,14 @@ ALTER TABLE tasks ADD COLUMN max_snoozes INTEGER NOT NULL DEFAULT 25
 ALTER TABLE tasks ADD COLUMN snooze_count INTEGER NOT NULL DEFAULT 0
     CONSTRAINT tasks_snooze_count_range CHECK (snooze_count BETWEEN 0 AND max_snoozes);
 
+-- 2. Progress: the latest report of the running attempt, `{"percent", "message", "at",
+-- "attempt"}`; an event that ends an attempt records the time of its last report.
+ALTER TABLE tasks ADD COLUMN progress TEXT
+    CONSTRAINT tasks_progress_is_object CHECK (json_type(progress) = 'object');
+
 -- The history's CHECK constraints name the event types, and SQLite cannot change a
 -- constraint in place: the table is rebuilt with `task_snoozed` (which, like a
--- scheduled retry, says when the task runs again). Its id
+-- scheduled retry, says when the task runs again) and the `progress_at` column. Its id
 -- sequence carries over, so no pruned event's id is handed out again.
 DROP VIEW task_events;
 CREATE TABLE task_history_long_work (
@@ -22,6 +27,7 @@ CREATE TABLE task_history_long_work (
     error_message TEXT,
     next_run_at   TEXT,
     created_at    TEXT    NOT NULL,
+    progress_at   TEXT,
 
     CONSTRAINT task_history_event_type_valid CHECK (event_type IN (
         'task_queued', 'task_started', 'task_succeeded', 'task_failed', 'retry_scheduled',

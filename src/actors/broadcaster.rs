@@ -9,8 +9,12 @@
 //! History ids are assigned when an event is inserted, not when it commits, so an
 //! event can become visible after events with higher ids. The stream's [`Cursor`]
 //! waits for such holes instead of reading past them.
+//!
+//! Progress reports are no events: each tick also reads the progress of the running
+//! tasks (few, reached through the lease index) and sends those that changed since the
+//! last tick. A report overwritten within one tick is not sent; the next one is.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::messages::{Broadcast, Stop, Subscribe};
 use crate::metrics;
-use crate::store::{self, Stats, Store, TaskEvent};
+use crate::store::{self, Stats, Store, TaskEvent, TaskProgress};
 
 /// The most task events sent per tick; a busier queue shows the stats only.
 const EVENTS_PER_TICK: u32 = 200;
@@ -96,11 +100,21 @@ pub struct StatsBroadcaster {
     cursor: Option<Cursor>,
     /// A tick's queries are in flight; ticks are skipped meanwhile.
     busy: bool,
+    /// The progress last sent of each running task (its attempt and report time).
+    progress_sent: HashMap<uuid::Uuid, (i32, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl StatsBroadcaster {
     pub fn new(store: Arc<dyn Store>, interval: Duration) -> Self {
-        Self { store, interval, clients: Vec::new(), latest: None, cursor: None, busy: false }
+        Self {
+            store,
+            interval,
+            clients: Vec::new(),
+            latest: None,
+            cursor: None,
+            busy: false,
+            progress_sent: HashMap::new(),
+        }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -134,12 +148,13 @@ impl StatsBroadcaster {
                 Some(after) => Read::Events(store.events_since(after, EVENTS_PER_TICK).await?),
                 None => Read::Start(store.last_event_id().await?),
             };
-            Ok::<_, store::StoreError>((stats, read))
+            let progress = store.running_progress().await?;
+            Ok::<_, store::StoreError>((stats, read, progress))
         });
         ctx.spawn(work.into_actor(self).map(|outcome, broadcaster, _| {
             broadcaster.busy = false;
             match outcome {
-                Ok((stats, read)) => {
+                Ok((stats, read, progress)) => {
                     let events = match read {
                         Read::Start(position) => {
                             broadcaster.cursor = Some(Cursor::new(position));
@@ -150,18 +165,35 @@ impl StatsBroadcaster {
                             .as_mut()
                             .map_or_else(Vec::new, |cursor| cursor.take_new(events, Instant::now())),
                     };
-                    broadcaster.publish(stats, events);
+                    let progress = broadcaster.new_progress(progress);
+                    broadcaster.publish(stats, events, progress);
                 }
                 Err(error) => tracing::warn!(error = %error, "stats tick failed"),
             }
         }));
     }
 
-    fn publish(&mut self, stats: Stats, events: Vec<TaskEvent>) {
+    /// The reports not sent yet; what is sent is remembered for the running tasks only.
+    fn new_progress(&mut self, running: Vec<TaskProgress>) -> Vec<TaskProgress> {
+        let previous = std::mem::take(&mut self.progress_sent);
+        running
+            .into_iter()
+            .filter(|report| {
+                let mark = (report.progress.attempt, report.progress.at);
+                self.progress_sent.insert(report.task_id, mark);
+                previous.get(&report.task_id) != Some(&mark)
+            })
+            .collect()
+    }
+
+    fn publish(&mut self, stats: Stats, events: Vec<TaskEvent>, progress: Vec<TaskProgress>) {
         let stats = Arc::new(stats);
         self.latest = Some(Arc::clone(&stats));
         let mut messages = vec![Broadcast::Stats(stats)];
         messages.extend(events.into_iter().map(|e| Broadcast::Task(Arc::new(e))));
+        messages.extend(
+            progress.into_iter().take(EVENTS_PER_TICK as usize).map(|p| Broadcast::Progress(Arc::new(p))),
+        );
         self.clients.retain(|client| {
             let kept = messages.iter().all(|message| client.try_send(message.clone()).is_ok());
             if !kept {
@@ -228,6 +260,7 @@ mod tests {
                 queue: "default".into(),
                 schedule: None,
                 tick_at: None,
+                progress_at: None,
             },
             task_type: "noop".into(),
             name: "n".into(),

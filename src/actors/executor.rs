@@ -3,7 +3,8 @@
 //! The handler's future runs on the handler runtime (see [`handler_runtime`]), not on
 //! the actor's thread, so a handler that blocks or burns CPU cannot stall the claim
 //! loop, the timers or other executors. The executor owns the timeout: when
-//! `timeout_seconds` pass it stops waiting, aborts the handler and reports
+//! `timeout_seconds` pass since the attempt started, or since the handler's last
+//! progress report (`attempt`), it stops waiting, aborts the handler and reports
 //! `TimedOut`. A panic in a handler arrives as a failed join and is a retryable
 //! failure, never a dead executor.
 
@@ -11,9 +12,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokio::task::{AbortHandle, JoinError};
+use tokio::task::{AbortHandle, JoinError, JoinHandle};
 use tracing::Instrument;
 
+use super::attempt::{Attempt, ProgressReport};
 use super::messages::{Abort, Ack, AttemptFailed, ExecutorIdle, Record, TaskMsg};
 use crate::handlers::{HandlerError, HandlerResult, Registry, TaskContext};
 use crate::metrics;
@@ -37,6 +39,25 @@ pub fn handler_runtime() -> &'static tokio::runtime::Runtime {
 struct Running {
     attempt: AttemptRef,
     abort: AbortHandle,
+    control: Arc<Attempt>,
+}
+
+/// How waiting for a handler ended.
+enum Waited {
+    /// The handler finished (or panicked: a failed join).
+    Finished(Result<HandlerResult, JoinError>),
+    /// Its deadline passed: `timeout` since the start, or since its last report.
+    TimedOut,
+}
+
+/// Where an executor sends what its attempts produce.
+#[derive(Clone)]
+pub struct Links {
+    pub dispatcher: Recipient<ExecutorIdle>,
+    pub completer: Recipient<Ack>,
+    pub retry: Recipient<AttemptFailed>,
+    /// The worker's writer of progress reports.
+    pub progress: Recipient<Record<ProgressReport>>,
 }
 
 pub struct Executor {
@@ -44,9 +65,9 @@ pub struct Executor {
     pub index: usize,
     pub worker_id: Arc<str>,
     pub registry: Arc<Registry>,
-    pub dispatcher: Recipient<ExecutorIdle>,
-    pub completer: Recipient<Ack>,
-    pub retry: Recipient<AttemptFailed>,
+    links: Links,
+    /// Added to `timeout_seconds` for the lease a progress report restarts.
+    lease_grace: Duration,
     /// Set while an attempt runs; cleared by its outcome or by `Abort`, so an outcome
     /// that arrives after an abort is recognised and dropped.
     current: Option<Running>,
@@ -57,16 +78,15 @@ impl Executor {
         index: usize,
         worker_id: Arc<str>,
         registry: Arc<Registry>,
-        dispatcher: Recipient<ExecutorIdle>,
-        completer: Recipient<Ack>,
-        retry: Recipient<AttemptFailed>,
+        links: Links,
+        lease_grace: Duration,
     ) -> Self {
-        Self { index, worker_id, registry, dispatcher, completer, retry, current: None }
+        Self { index, worker_id, registry, links, lease_grace, current: None }
     }
 
     fn fail(&self, task: Task, kind: FailureKind, error: String, fatal: bool) {
         metrics::attempt_finished(&task, if fatal { "fatal" } else { kind.label() });
-        self.retry.do_send(AttemptFailed { task, kind, error, fatal, snooze: None });
+        self.links.retry.do_send(AttemptFailed { task, kind, error, fatal, snooze: None });
     }
 
     /// The handler answered "not yet": the Retry actor checks `max_snoozes`.
@@ -74,33 +94,39 @@ impl Executor {
         metrics::attempt_finished(&task, FailureKind::Snoozed.label());
         let error = HandlerError::Snooze(delay).to_string();
         let snooze = Some(delay);
-        self.retry.do_send(AttemptFailed { task, kind: FailureKind::Snoozed, error, fatal: false, snooze });
+        self.links.retry.do_send(AttemptFailed {
+            task,
+            kind: FailureKind::Snoozed,
+            error,
+            fatal: false,
+            snooze,
+        });
     }
 
     /// Turns the end of an attempt into its outcome message, then reports idle.
-    fn finish(
-        &mut self,
-        task: Task,
-        started: Instant,
-        outcome: Result<Result<HandlerResult, JoinError>, tokio::time::error::Elapsed>,
-    ) {
+    fn finish(&mut self, task: Task, started: Instant, control: &Attempt, outcome: Waited) {
         let attempt = AttemptRef { task_id: task.id, attempt: task.attempt };
         match &self.current {
             Some(running) if running.attempt == attempt => {}
             // Aborted at shutdown: the Dispatcher releases the task.
             _ => return,
         }
+        control.end();
         let running = self.current.take().expect("checked above");
         metrics::attempt_duration(&task, started.elapsed());
         match outcome {
-            Ok(Ok(Ok(result))) => {
+            Waited::Finished(Ok(Ok(result))) => {
                 metrics::attempt_finished(&task, "succeeded");
-                self.completer.do_send(Record(Completion { attempt, result }));
+                self.links.completer.do_send(Record(Completion { attempt, result }));
             }
-            Ok(Ok(Err(HandlerError::Retryable(error)))) => self.fail(task, FailureKind::Error, error, false),
-            Ok(Ok(Err(HandlerError::Fatal(error)))) => self.fail(task, FailureKind::Error, error, true),
-            Ok(Ok(Err(HandlerError::Snooze(delay)))) => self.snooze(task, delay),
-            Ok(Err(join)) => {
+            Waited::Finished(Ok(Err(HandlerError::Retryable(error)))) => {
+                self.fail(task, FailureKind::Error, error, false)
+            }
+            Waited::Finished(Ok(Err(HandlerError::Fatal(error)))) => {
+                self.fail(task, FailureKind::Error, error, true)
+            }
+            Waited::Finished(Ok(Err(HandlerError::Snooze(delay)))) => self.snooze(task, delay),
+            Waited::Finished(Err(join)) => {
                 let error = match join.try_into_panic() {
                     Ok(panic) => format!("handler panicked: {}", panic_message(&*panic)),
                     Err(join) => format!("handler did not finish: {join}"),
@@ -108,13 +134,36 @@ impl Executor {
                 tracing::error!(task_id = %task.id, %error, "handler panicked");
                 self.fail(task, FailureKind::Error, error, false);
             }
-            Err(_elapsed) => {
+            Waited::TimedOut => {
                 running.abort.abort();
-                let error = format!("timed out after {}s", task.timeout_seconds);
+                let error = if control.reported() {
+                    format!("timed out {}s after its last progress report", task.timeout_seconds)
+                } else {
+                    format!("timed out after {}s", task.timeout_seconds)
+                };
                 self.fail(task, FailureKind::TimedOut, error, false);
             }
         }
-        self.dispatcher.do_send(ExecutorIdle { index: self.index });
+        self.links.dispatcher.do_send(ExecutorIdle { index: self.index });
+    }
+}
+
+/// Waits for the handler until its deadline, which each progress report moves on: the
+/// timer is only looked at when it fires, so reports cost it nothing.
+async fn wait(mut join: JoinHandle<HandlerResult>, control: Arc<Attempt>) -> Waited {
+    loop {
+        let deadline = control.deadline();
+        tokio::select! {
+            finished = &mut join => {
+                control.finish_reports().await;
+                return Waited::Finished(finished);
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                if control.deadline() <= Instant::now() {
+                    return Waited::TimedOut;
+                }
+            }
+        }
     }
 }
 
@@ -142,10 +191,12 @@ impl Handler<TaskMsg> for Executor {
                 task.task_type, self.worker_id
             );
             self.fail(task, FailureKind::Error, error, true);
-            self.dispatcher.do_send(ExecutorIdle { index: self.index });
+            self.links.dispatcher.do_send(ExecutorIdle { index: self.index });
             return;
         };
         let handler = Arc::clone(handler);
+        let timeout = Duration::from_secs(task.timeout_seconds.max(1) as u64);
+        let control = Arc::new(Attempt::new(attempt, timeout, self.lease_grace, self.links.progress.clone()));
         let context = TaskContext {
             id: task.id,
             name: task.name.clone(),
@@ -154,6 +205,7 @@ impl Handler<TaskMsg> for Executor {
             attempt: task.attempt,
             retry_count: task.retry_count,
             worker_id: Arc::clone(&self.worker_id),
+            control: Arc::clone(&control) as Arc<dyn crate::handlers::AttemptControl>,
         };
         let span = tracing::info_span!(
             "task",
@@ -163,13 +215,12 @@ impl Handler<TaskMsg> for Executor {
             worker_id = %self.worker_id,
         );
         let join = handler_runtime().spawn(async move { handler.run(context).await }.instrument(span));
-        self.current = Some(Running { attempt, abort: join.abort_handle() });
-        let timeout = Duration::from_secs(task.timeout_seconds.max(1) as u64);
+        self.current = Some(Running { attempt, abort: join.abort_handle(), control: Arc::clone(&control) });
         let started = Instant::now();
         ctx.spawn(
-            tokio::time::timeout(timeout, join)
+            wait(join, Arc::clone(&control))
                 .into_actor(self)
-                .map(move |outcome, executor, _| executor.finish(task, started, outcome)),
+                .map(move |outcome, executor, _| executor.finish(task, started, &control, outcome)),
         );
     }
 }
@@ -180,6 +231,7 @@ impl Handler<Abort> for Executor {
     fn handle(&mut self, _: Abort, _: &mut Self::Context) -> Self::Result {
         let running = self.current.take()?;
         running.abort.abort();
+        running.control.end();
         Some(running.attempt)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::store::{AttemptRef, Completion, Stats, Task, TaskEvent};
+use crate::store::{AttemptRef, Completion, Stats, Task, TaskEvent, TaskProgress};
 
 /// Dispatcher → Executor: run this claimed attempt. Sent only to an idle executor.
 #[derive(Message)]
@@ -106,6 +106,8 @@ pub struct Stop;
 pub enum Broadcast {
     Stats(Arc<Stats>),
     Task(Arc<TaskEvent>),
+    /// A running task's new progress report.
+    Progress(Arc<TaskProgress>),
 }
 
 /// SSE handler → StatsBroadcaster: add a client; the receiver ends when the client is

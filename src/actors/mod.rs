@@ -3,10 +3,11 @@
 //! | actor | owns | receives | sends |
 //! |---|---|---|---|
 //! | [`Dispatcher`] ×queues | one queue's claim loop and executor pool | `Wake`, `Registered`, `ExecutorIdle` | `TaskMsg` |
-//! | [`Executor`] ×N per queue | one running attempt | `TaskMsg`, `Abort` | `Record<Completion>`, `AttemptFailed`, `ExecutorIdle` |
+//! | [`Executor`] ×N per queue | one running attempt, its deadline | `TaskMsg`, `Abort` | `Record<Completion>`, `AttemptFailed`, `Record<ProgressReport>`, `ExecutorIdle` |
 //! | [`Heartbeat`] | the worker's row in `workers` | its tick | `Registered` |
 //! | [`Retry`] | the backoff policy | `AttemptFailed` | `Record<Failure>` to its writer |
 //! | [`Completer`] | batched acknowledgements | `Record<Completion>` | one store write per batch |
+//! | progress writer (`BatchWriter<ProgressReport>`) | batched progress reports, coalesced per attempt | `Record<ProgressReport>` | one store write per batch |
 //! | [`Rescuer`] | attempts whose worker is gone | its tick | rescue writes |
 //! | [`Pruner`] | retention and counter folding | its tick | prune writes |
 //! | [`Scheduler`] | the scheduler's leadership; while it leads, the schedules' ticks | its pass | tick enqueues |
@@ -19,6 +20,7 @@
 //! in-flight attempts up to the grace period; abort the rest and release them to
 //! `queued` without spending a retry; flush the outcome writers; deregister.
 
+mod attempt;
 mod broadcaster;
 mod dispatcher;
 mod executor;
@@ -36,9 +38,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+pub use attempt::{ProgressReport, WRITE_GAP as PROGRESS_WRITE_GAP};
 pub use broadcaster::StatsBroadcaster;
 pub use dispatcher::Dispatcher;
-pub use executor::{Executor, handler_runtime};
+pub use executor::{Executor, Links, handler_runtime};
 pub use heartbeat::{HEARTBEAT_INTERVAL, Heartbeat};
 pub use maintenance::{Pruner, Rescuer};
 pub use retry::Retry;
@@ -72,6 +75,7 @@ impl Worker {
         let worker_id: Arc<str> = Arc::from(config.worker_id.as_str());
         let completer = Completer::new(Arc::clone(&store), Arc::clone(&worker_id)).start();
         let retry = Retry::new(config.retry, Arc::clone(&store), Arc::clone(&worker_id)).start();
+        let progress = BatchWriter::<ProgressReport>::new(Arc::clone(&store), Arc::clone(&worker_id)).start();
 
         let queues = config.served_queues();
         let busy: Vec<Arc<AtomicUsize>> = queues.iter().map(|_| Arc::default()).collect();
@@ -83,20 +87,20 @@ impl Worker {
                 let (registry, worker_id, config) =
                     (Arc::clone(&registry), Arc::clone(&worker_id), config.clone());
                 let (completer, retry, busy) = (completer.clone(), retry.clone(), Arc::clone(busy));
+                let progress = progress.clone();
                 let QueueSpec { name, concurrency } = spec.clone();
                 Dispatcher::create(move |ctx| {
-                    let me = ctx.address();
+                    let links = Links {
+                        dispatcher: ctx.address().recipient(),
+                        completer: completer.recipient(),
+                        retry: retry.recipient(),
+                        progress: progress.recipient(),
+                    };
                     let executors = (0..concurrency)
                         .map(|index| {
-                            Executor::new(
-                                index,
-                                Arc::clone(&worker_id),
-                                Arc::clone(&registry),
-                                me.clone().recipient(),
-                                completer.clone().recipient(),
-                                retry.clone().recipient(),
-                            )
-                            .start()
+                            let (worker_id, registry) = (Arc::clone(&worker_id), Arc::clone(&registry));
+                            Executor::new(index, worker_id, registry, links.clone(), config.lease_grace)
+                                .start()
                         })
                         .collect();
                     let mut dispatcher = Dispatcher::new(store, config, &name, busy);

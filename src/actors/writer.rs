@@ -1,5 +1,6 @@
 //! BatchWriter: persists outcomes in batches. The Completer is a `BatchWriter` of
-//! completions; the Retry actor feeds one of failures.
+//! completions; the Retry actor feeds one of failures; executors feed one of progress
+//! reports (`attempt::ProgressReport`).
 //!
 //! Batching is natural rather than timed: when no write is in flight, an outcome is
 //! written at once (lowest latency when idle); while one is in flight, outcomes pile
@@ -30,6 +31,8 @@ const RETRY_DELAYS: (Duration, Duration) = (Duration::from_millis(50), Duration:
 pub trait Outcome: Send + Unpin + 'static {
     /// What the outcome is, for logs.
     const KIND: &'static str;
+    /// Whether writing it ends attempts, freeing slots of limited queues (`Freed`).
+    const FREES_SLOTS: bool = true;
     fn task_id(&self) -> Uuid;
     fn write(
         store: Arc<dyn Store>,
@@ -38,6 +41,22 @@ pub trait Outcome: Send + Unpin + 'static {
     ) -> BoxFuture<'static, store::Result<Vec<Uuid>>>
     where
         Self: Sized;
+
+    /// Called for each outcome of a batch once it is written: `applied` says whether
+    /// its fence held. By default one that did not is logged: the attempt's lease was
+    /// lost.
+    fn written(self, applied: bool)
+    where
+        Self: Sized,
+    {
+        if !applied {
+            tracing::warn!(
+                task_id = %self.task_id(),
+                "{} ignored: the attempt's lease was lost (another attempt owns the task now)",
+                Self::KIND
+            );
+        }
+    }
 }
 
 impl Outcome for Completion {
@@ -123,17 +142,15 @@ impl<T: Outcome> BatchWriter<T> {
             match written {
                 Ok(applied) => {
                     writer.failures = 0;
-                    if !applied.is_empty() {
+                    if !applied.is_empty() && T::FREES_SLOTS {
                         writer.watchers.iter().for_each(|watcher| watcher.do_send(Freed));
                     }
-                    if applied.len() < batch.len() {
-                        for outcome in batch.iter().filter(|o| !applied.contains(&o.task_id())) {
-                            tracing::warn!(
-                                task_id = %outcome.task_id(),
-                                "{} ignored: the attempt's lease was lost (another attempt owns the task now)",
-                                T::KIND
-                            );
-                        }
+                    let applied: std::collections::HashSet<Uuid> = applied.into_iter().collect();
+                    let batch = Arc::try_unwrap(batch)
+                        .unwrap_or_else(|_| unreachable!("the write future has finished"));
+                    for outcome in batch {
+                        let written = applied.contains(&outcome.task_id());
+                        outcome.written(written);
                     }
                     writer.write_next(ctx);
                 }

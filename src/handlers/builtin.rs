@@ -20,11 +20,16 @@ impl Handler for Noop {
     }
 }
 
-/// `{"ms": n, "snooze_ms": s}`: waits `n` milliseconds (asynchronously) and succeeds.
-/// With `snooze_ms`, its first attempt snoozes for `s` milliseconds instead (the task
-/// comes back after them without spending a retry, and then sleeps): the snooze path
-/// through the HTTP API.
+/// `{"ms": n, "snooze_ms": s, "progress": bool}`: waits `n` milliseconds
+/// (asynchronously) and succeeds. With `snooze_ms`, its first attempt snoozes for `s`
+/// milliseconds instead (the task comes back after them without spending a retry, and
+/// then sleeps). With `progress`, it sleeps in ten steps and reports its progress after
+/// each (10 %, 20 %, …), so a sleep longer than `timeout_seconds` finishes as long as
+/// each step is shorter. Both make long work visible through the HTTP API.
 pub struct Sleep;
+
+/// Steps of a sleep that reports its progress.
+const SLEEP_STEPS: u64 = 10;
 
 /// A payload field of milliseconds: absent is 0, else a whole number up to a day.
 fn millis(payload: &Value, name: &str) -> Result<u64, String> {
@@ -42,6 +47,9 @@ impl Handler for Sleep {
     fn validate(&self, payload: &Value) -> Result<(), String> {
         millis(payload, "ms")?;
         millis(payload, "snooze_ms")?;
+        if field(payload, "progress").is_some_and(|v| !v.is_boolean()) {
+            return Err("payload.progress must be true or false".into());
+        }
         Ok(())
     }
 
@@ -51,7 +59,15 @@ impl Handler for Sleep {
             let snooze = millis(&task.payload, "snooze_ms").map_err(HandlerError::Fatal)?;
             return Err(HandlerError::Snooze(Duration::from_millis(snooze)));
         }
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        if !field(&task.payload, "progress").and_then(Value::as_bool).unwrap_or(false) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return Ok(Some(json!({ "slept_ms": ms })));
+        }
+        for step in 1..=SLEEP_STEPS {
+            let (before, slept) = (ms * (step - 1) / SLEEP_STEPS, ms * step / SLEEP_STEPS);
+            tokio::time::sleep(Duration::from_millis(slept - before)).await;
+            task.progress((step * 100 / SLEEP_STEPS) as u8, format!("slept {slept} of {ms} ms")).await?;
+        }
         Ok(Some(json!({ "slept_ms": ms })))
     }
 }

@@ -45,11 +45,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use uuid::Uuid;
 
-/// What a handler is told about the attempt it runs.
-#[derive(Debug, Clone)]
+/// What a handler is told about the attempt it runs, and its line back to the
+/// executor while it runs ([`TaskContext::progress`]).
+#[derive(Clone)]
 pub struct TaskContext {
     pub id: Uuid,
     pub name: String,
@@ -60,6 +62,82 @@ pub struct TaskContext {
     /// Retries spent so far.
     pub retry_count: i32,
     pub worker_id: Arc<str>,
+    /// The executor's side of the attempt.
+    pub(crate) control: Arc<dyn AttemptControl>,
+}
+
+/// The longest progress message kept, in characters; a longer one is cut to this.
+pub const PROGRESS_MESSAGE_MAX: usize = 200;
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("task_type", &self.task_type)
+            .field("attempt", &self.attempt)
+            .field("retry_count", &self.retry_count)
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The executor's side of a running attempt, as [`TaskContext`] reaches it (the worker
+/// implements it: `actors::attempt`).
+pub(crate) trait AttemptControl: Send + Sync + 'static {
+    /// Records a checked report: restarts the attempt's deadline at once, and writes
+    /// the report (coalesced) with the lease it restarts.
+    fn progress(
+        self: Arc<Self>,
+        percent: u8,
+        message: String,
+    ) -> BoxFuture<'static, Result<(), ProgressError>>;
+}
+
+impl TaskContext {
+    /// Reports how far the attempt is: `percent` from 0 to 100 and a short `message`
+    /// (cut to [`PROGRESS_MESSAGE_MAX`], 200 characters).
+    ///
+    /// Each report **restarts the attempt's deadline**: `timeout_seconds` is the
+    /// longest a handler may go without reporting (or in all, if it never reports). The
+    /// executor's timer restarts at once, and the lease is extended with the write, so
+    /// a rescue still comes at the worker's missed heartbeats or `timeout_seconds`
+    /// plus the lease grace after the last report written. The report is stored on the
+    /// task (`progress` in its JSON, and the live stream) for dashboards.
+    ///
+    /// Reports are cheap to make in a loop: at most one is written per task every
+    /// 500 ms, the latest winning (the others only restart the timer). A report that
+    /// goes to the database is awaited; one held back returns at once.
+    ///
+    /// `Err(ProgressError::Lost)` says the attempt is no longer this worker's (it was
+    /// rescued after a lost lease, or it ended): the handler should stop, since its
+    /// outcome will not be recorded. `?` turns the error into a [`HandlerError`].
+    pub async fn progress(&self, percent: u8, message: impl Into<String>) -> Result<(), ProgressError> {
+        if percent > 100 {
+            return Err(ProgressError::Invalid(percent));
+        }
+        let message: String = message.into().chars().take(PROGRESS_MESSAGE_MAX).collect();
+        Arc::clone(&self.control).progress(percent, message).await
+    }
+}
+
+/// Why a progress report was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgressError {
+    #[error("progress must be from 0 to 100 percent, got {0}")]
+    Invalid(u8),
+    #[error("the attempt is no longer this worker's: it was rescued or has ended")]
+    Lost,
+}
+
+impl From<ProgressError> for HandlerError {
+    fn from(error: ProgressError) -> Self {
+        match error {
+            ProgressError::Invalid(_) => Self::Fatal(error.to_string()),
+            // Its outcome is fenced out anyway; another attempt owns the task.
+            ProgressError::Lost => Self::Retryable(error.to_string()),
+        }
+    }
 }
 
 /// An attempt that did not succeed, with the handler's intent for what happens next.

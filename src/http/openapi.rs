@@ -28,6 +28,7 @@ use crate::store;
     components(schemas(
         validate::CreateTask, validate::CreateBatch, tasks::TaskList, tasks::ErrorBody, tasks::TaskTypes,
         store::Task, store::HistoryEvent, store::TaskEvent, store::TaskStatus, store::EventType,
+        store::Progress, store::TaskProgress,
         store::Stats, store::Throughput, store::MinuteThroughput, store::WorkerInfo,
         store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue,
         bulk::BulkRequest, search::TaskQuery, store::BulkAction, store::BulkOutcome,
@@ -106,8 +107,11 @@ fn refine(document: &mut Value, auth: bool, task_types: &[&str]) {
         }
         event
     };
-    document["paths"]["/api/tasks/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"] =
-        json!({ "oneOf": [event("stats", "Stats", false), event("task", "TaskEvent", true)] });
+    document["paths"]["/api/tasks/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"] = json!({ "oneOf": [
+            event("stats", "Stats", false),
+            event("task", "TaskEvent", true),
+            event("progress", "TaskProgress", false),
+        ] });
 
     if !auth {
         return;

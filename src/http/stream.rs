@@ -1,7 +1,7 @@
 //! `GET /api/tasks/stream`: Server-Sent Events for dashboards.
 //!
 //! `event: stats` carries the statistics snapshot, `event: task` a history event with
-//! the task's type and name. Both come from the StatsBroadcaster, which queries once
+//! the task's type and name, `event: progress` a running task's new progress report. Both come from the StatsBroadcaster, which queries once
 //! per tick for all clients; this handler only subscribes and formats.
 
 use std::time::Duration;
@@ -18,8 +18,9 @@ use crate::actors::messages::{Broadcast, Subscribe};
 /// vanished client is noticed (the write fails) within seconds.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
-/// Server-Sent Events: `event: stats` (a Stats object) every `STATS_INTERVAL` and
-/// `event: task` (a history event with the task's `type` and `name`) per state change.
+/// Server-Sent Events: `event: stats` (a Stats object) every `STATS_INTERVAL`,
+/// `event: task` (a history event with the task's `type` and `name`) per state change,
+/// and `event: progress` (`{task_id, progress}`) when a running task reports progress.
 #[utoipa::path(get, path = "/api/tasks/stream", tag = "stats",
     responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String)))]
 pub async fn stream(state: web::Data<AppState>) -> Result<impl Responder, ApiError> {
@@ -31,6 +32,7 @@ pub async fn stream(state: web::Data<AppState>) -> Result<impl Responder, ApiErr
             Broadcast::Task(event) => {
                 sse::Data::new_json(&*event).map(|d| d.id(event.event.id.to_string()).event("task"))
             }
+            Broadcast::Progress(report) => sse::Data::new_json(&*report).map(|d| d.event("progress")),
         };
         Ok::<_, std::convert::Infallible>(sse::Event::Data(event.unwrap_or_else(|_| sse::Data::new("{}"))))
     });

@@ -154,6 +154,14 @@ pub trait Store: ScheduleStore + Send + Sync + 'static {
     async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>>;
     /// Records failed attempts and the retry decision; returns the ids whose fence held.
     async fn fail(&self, worker_id: &str, failures: &[Failure]) -> Result<Vec<Uuid>>;
+    /// Records progress reports of running attempts and restarts their leases (`now +
+    /// lease`), fenced like an outcome (worker, attempt, live lease); returns the ids
+    /// whose fence held. A report is no state change: neither `updated_at` nor the
+    /// history is written.
+    async fn report_progress(&self, worker_id: &str, reports: &[ProgressUpdate]) -> Result<Vec<Uuid>>;
+    /// The latest report of every running task that reported on its current attempt,
+    /// for the live stream.
+    async fn running_progress(&self) -> Result<Vec<TaskProgress>>;
     /// Puts running attempts back to `queued` without spending a retry; `reason` is
     /// the history note of their `task_requeued` event.
     async fn release(
@@ -378,6 +386,24 @@ fn match_created(requested: &[NewTask], inserted: Vec<Task>, existing: Vec<Task>
             let key = request.idempotency_key.as_deref()?;
             by_key.get(key).map(|task| Created { task: (*task).clone(), inserted: false })
         })
+        .collect()
+}
+
+/// The reports of a batch to write, the latest of each task's only (a write takes one
+/// report per task; which of two would win is not defined), oldest first.
+fn latest_reports(reports: &[ProgressUpdate]) -> Vec<&ProgressUpdate> {
+    let mut seen = std::collections::HashSet::new();
+    let mut latest: Vec<&ProgressUpdate> =
+        reports.iter().rev().filter(|report| seen.insert(report.attempt.task_id)).collect();
+    latest.reverse();
+    latest
+}
+
+/// Of running tasks' stored progress, the reports made by their current attempt.
+fn current_progress(rows: Vec<(Uuid, i32, sqlx::types::Json<Progress>)>) -> Vec<TaskProgress> {
+    rows.into_iter()
+        .filter(|(_, attempt, progress)| progress.attempt == *attempt)
+        .map(|(task_id, _, progress)| TaskProgress { task_id, progress: progress.0 })
         .collect()
 }
 

@@ -131,6 +131,11 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The latest progress report of the running attempt (or of the last attempt, once
+    /// it ended); `null` when none was made.
+    #[sqlx(json(nullable))]
+    #[serde(default)]
+    pub progress: Option<Progress>,
     /// The named queue the task waits in; workers claim per queue.
     pub queue: String,
     /// The schedule that enqueued the task, if one did.
@@ -164,6 +169,44 @@ pub struct HistoryEvent {
     #[sqlx(default)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tick_at: Option<DateTime<Utc>>,
+    /// On an event that ended an attempt: the attempt's last progress report, which had
+    /// restarted its lease (`taskq check` measures the lease from it).
+    #[sqlx(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_at: Option<DateTime<Utc>>,
+}
+
+/// A handler's report on its running attempt (`TaskContext::progress`), as the task
+/// holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Progress {
+    /// How far along, from 0 to 100.
+    #[schema(minimum = 0, maximum = 100)]
+    pub percent: u8,
+    /// What it is doing, at most 200 characters (`handlers::PROGRESS_MESSAGE_MAX`).
+    pub message: String,
+    /// When the report was written: the attempt's deadline and lease restarted then.
+    pub at: DateTime<Utc>,
+    /// The attempt that made it.
+    pub attempt: i32,
+}
+
+/// A progress report to write, fenced to its attempt like an outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressUpdate {
+    pub attempt: AttemptRef,
+    pub percent: u8,
+    pub message: String,
+    /// The attempt's new lease from the write on: `timeout_seconds` plus the worker's
+    /// lease grace.
+    pub lease: std::time::Duration,
+}
+
+/// A progress report of a running task, as the live stream sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskProgress {
+    pub task_id: Uuid,
+    pub progress: Progress,
 }
 
 /// A history event with the task's type and name: what the live stream sends.

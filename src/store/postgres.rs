@@ -15,7 +15,7 @@ use sqlx::{Executor, Row};
 use uuid::Uuid;
 
 use super::*;
-use batch_sql::{APPLY_FAILURES, CLAIM, COMPLETE, RELEASE};
+use batch_sql::{APPLY_FAILURES, CLAIM, COMPLETE, PROGRESS, RELEASE};
 
 mod batch_sql;
 mod bulk;
@@ -395,6 +395,35 @@ impl Store for PgStore {
 
     async fn fail(&self, worker_id: &str, failures: &[Failure]) -> Result<Vec<Uuid>> {
         Self::apply_failures(&self.pool, Some(worker_id), failures).await
+    }
+
+    async fn report_progress(&self, worker_id: &str, reports: &[ProgressUpdate]) -> Result<Vec<Uuid>> {
+        let reports = super::latest_reports(reports);
+        let ids: Vec<Uuid> = reports.iter().map(|r| r.attempt.task_id).collect();
+        let attempts: Vec<i32> = reports.iter().map(|r| r.attempt.attempt).collect();
+        let percents: Vec<i32> = reports.iter().map(|r| i32::from(r.percent)).collect();
+        let messages: Vec<&str> = reports.iter().map(|r| r.message.as_str()).collect();
+        let leases: Vec<f64> = reports.iter().map(|r| r.lease.as_secs_f64()).collect();
+        let rows = sqlx::query(PROGRESS)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&percents)
+            .bind(&messages)
+            .bind(&leases)
+            .bind(worker_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|row| row.get("id")).collect())
+    }
+
+    async fn running_progress(&self) -> Result<Vec<TaskProgress>> {
+        // Running tasks are few and reached through the lease index.
+        let rows = sqlx::query_as(
+            "SELECT id, attempt, progress FROM tasks WHERE status = 'running' AND progress IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(super::current_progress(rows))
     }
 
     async fn release(

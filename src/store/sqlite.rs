@@ -140,11 +140,35 @@ impl SqliteStore {
         error: Option<&str>,
         next_run_at: Option<DateTime<Utc>>,
     ) -> Result<()> {
+        Self::insert_row(tx, task, event, error, next_run_at, None).await
+    }
+
+    /// The event that ends the task's running attempt, with the time of the attempt's
+    /// last progress report (`progress_at`), which had restarted its lease.
+    async fn insert_end_event(
+        tx: &mut Transaction<'static, Sqlite>,
+        task: &Task,
+        event: EventType,
+        error: Option<&str>,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let progress_at = task.progress.as_ref().filter(|p| p.attempt == task.attempt).map(|p| p.at);
+        Self::insert_row(tx, task, event, error, next_run_at, progress_at).await
+    }
+
+    async fn insert_row(
+        tx: &mut Transaction<'static, Sqlite>,
+        task: &Task,
+        event: EventType,
+        error: Option<&str>,
+        next_run_at: Option<DateTime<Utc>>,
+        progress_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
         sqlx::query(
             r#"
-            INSERT INTO task_history
-                (task_id, event_type, status, retry_count, worker_id, error_message, next_run_at, created_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message,
+                                      next_run_at, created_at, progress_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             "#,
         )
         .bind(task.id)
@@ -155,6 +179,7 @@ impl SqliteStore {
         .bind(error)
         .bind(next_run_at)
         .bind(task.updated_at)
+        .bind(progress_at)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -200,10 +225,10 @@ impl SqliteStore {
             .await?;
             let Some(task) = task else { continue };
             if snoozed {
-                Self::insert_event(tx, &task, EventType::TaskSnoozed, Some(&failure.error), next_run_at)
+                Self::insert_end_event(tx, &task, EventType::TaskSnoozed, Some(&failure.error), next_run_at)
                     .await?;
             } else {
-                Self::insert_event(tx, &task, failure.kind.event(), Some(&failure.error), None).await?;
+                Self::insert_end_event(tx, &task, failure.kind.event(), Some(&failure.error), None).await?;
                 let decision = if next_run_at.is_some() {
                     EventType::RetryScheduled
                 } else {
@@ -422,7 +447,7 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(task) = task {
-                Self::insert_event(&mut tx, &task, EventType::TaskSucceeded, None, None).await?;
+                Self::insert_end_event(&mut tx, &task, EventType::TaskSucceeded, None, None).await?;
                 applied.push(task.id);
             }
         }
@@ -438,6 +463,49 @@ impl Store for SqliteStore {
             self.wake_workers(Hint::Runnable(None));
         }
         Ok(applied)
+    }
+
+    async fn report_progress(&self, worker_id: &str, reports: &[ProgressUpdate]) -> Result<Vec<Uuid>> {
+        let mut tx = self.write().await?;
+        let at = now();
+        let mut applied = Vec::with_capacity(reports.len());
+        for report in super::latest_reports(reports) {
+            let progress = Progress {
+                percent: report.percent,
+                message: report.message.clone(),
+                at,
+                attempt: report.attempt.attempt,
+            };
+            let written = sqlx::query(
+                r#"
+                UPDATE tasks SET progress = $3, locked_until = max(locked_until, $4)
+                WHERE id = $1 AND status = 'running' AND attempt = $2
+                  AND worker_id = $5 AND locked_until >= $6
+                "#,
+            )
+            .bind(report.attempt.task_id)
+            .bind(report.attempt.attempt)
+            .bind(sqlx::types::Json(&progress))
+            .bind(after(report.lease))
+            .bind(worker_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            if written.rows_affected() > 0 {
+                applied.push(report.attempt.task_id);
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn running_progress(&self) -> Result<Vec<TaskProgress>> {
+        let rows = sqlx::query_as(
+            "SELECT id, attempt, progress FROM tasks WHERE status = 'running' AND progress IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(super::current_progress(rows))
     }
 
     async fn release(
@@ -464,7 +532,7 @@ impl Store for SqliteStore {
             .await?;
             if let Some(task) = task {
                 let note = Some(reason.note());
-                Self::insert_event(&mut tx, &task, EventType::TaskRequeued, note, None).await?;
+                Self::insert_end_event(&mut tx, &task, EventType::TaskRequeued, note, None).await?;
                 applied.push(task.id);
             }
         }

@@ -552,7 +552,7 @@ impl Events {
 }
 
 /// Reads SSE frames from a response until `enough` says stop.
-async fn read_events(
+pub async fn read_events(
     response: reqwest::Response,
     enough: impl FnMut(&[(String, Value)]) -> bool,
 ) -> Vec<(String, Value)> {

@@ -9,10 +9,12 @@ use serde_json::json;
 use taskq::actors::Worker;
 use taskq::check::{self, Options};
 use taskq::config::WorkerConfig;
-use taskq::handlers::{Handler, HandlerError, HandlerResult, Registry, TaskContext};
-use taskq::store::{AttemptRef, Backend, EventType, Failure, FailureKind, NewTask, Store, TaskStatus};
+use taskq::handlers::{Handler, HandlerError, HandlerResult, ProgressError, Registry, TaskContext};
+use taskq::store::{
+    AttemptRef, Backend, EventType, Failure, FailureKind, NewTask, ProgressUpdate, Store, TaskStatus,
+};
 
-use crate::api::json_of;
+use crate::api::{json_of, read_events};
 use crate::helpers::*;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -193,5 +195,297 @@ async fn the_sleep_handler_snoozes_its_first_attempt_over_http(#[case] backend: 
     }
     let rendered = taskq::metrics::handle().render();
     assert!(rendered.contains("taskq_task_snoozes_total{type=\"sleep\"}"), "/metrics counts snoozes");
+    app.stop().await;
+}
+
+/// Reports `{"reports": n}` times, every `{"every_ms": ms}`, then hangs if `{"hang":
+/// true}`, else succeeds. Records what each report answered.
+#[derive(Clone, Default)]
+struct Reports {
+    answers: Arc<std::sync::Mutex<Vec<Result<(), ProgressError>>>>,
+}
+
+impl Reports {
+    fn answers(&self) -> Vec<Result<(), ProgressError>> {
+        self.answers.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Reports {
+    async fn run(&self, task: TaskContext) -> HandlerResult {
+        let reports = task.payload["reports"].as_u64().unwrap_or(u64::MAX);
+        let every = Duration::from_millis(task.payload["every_ms"].as_u64().unwrap_or(100));
+        for n in 1..=reports {
+            tokio::time::sleep(every).await;
+            let answer =
+                task.progress((n * 100 / reports.max(1)).min(100) as u8, format!("report {n}")).await;
+            self.answers.lock().unwrap().push(answer.clone());
+            answer?;
+        }
+        if task.payload["hang"] == true {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Ok(None)
+    }
+}
+
+fn reports(payload: serde_json::Value, timeout_seconds: i32) -> NewTask {
+    let mut task = NewTask::new("reports", payload);
+    (task.timeout_seconds, task.max_retries) = (timeout_seconds, 0);
+    task
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_handler_that_reports_progress_runs_past_its_timeout(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let handler = Reports::default();
+    let worker = start(&store, registry_with("reports", handler.clone()));
+    // Five seconds of work under a two-second timeout (and a three-second lease: the
+    // test's lease grace is 1 s), reporting every half second.
+    let id =
+        store.create_tasks(&[reports(json!({"reports": 10, "every_ms": 500}), 2)]).await.unwrap()[0].task.id;
+
+    let done = wait_for_status(&*store, id, TaskStatus::Succeeded, DEADLINE).await;
+    assert_eq!((done.attempt, done.retry_count), (1, 0), "one attempt, never timed out nor rescued");
+    assert!(done.completed_at.unwrap() - done.started_at.unwrap() >= chrono::Duration::seconds(5));
+    assert!(handler.answers().iter().all(Result::is_ok), "{:?}", handler.answers());
+    let progress = done.progress.expect("the last report stays on the task");
+    assert_eq!((progress.percent, progress.message.as_str(), progress.attempt), (100, "report 10", 1));
+    let history = store.history(id).await.unwrap();
+    assert_eq!(event_types(&history), ["task_queued", "task_started", "task_succeeded"]);
+    assert_eq!(history[2].progress_at, Some(progress.at), "the success records the last report");
+    worker.shutdown().await;
+    checker_passes(&db.url).await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_handler_that_stops_reporting_is_stopped_its_timeout_after_its_last_report(
+    #[case] backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let worker = start(&store, registry_with("reports", Reports::default()));
+    let payload = json!({"reports": 5, "every_ms": 300, "hang": true});
+    let id = store.create_tasks(&[reports(payload, 2)]).await.unwrap()[0].task.id;
+
+    let failed = wait_for_status(&*store, id, TaskStatus::Failed, DEADLINE).await;
+    assert_eq!(failed.last_error.as_deref(), Some("timed out 2s after its last progress report"));
+    let last_report = failed.progress.expect("it reported").at;
+    let history = store.history(id).await.unwrap();
+    assert_eq!(
+        event_types(&history),
+        ["task_queued", "task_started", "timeout_occurred", "task_failed_final"]
+    );
+    let timed_out = &history[2];
+    assert_eq!(timed_out.progress_at, Some(last_report));
+    // Stopped 2 s after its last report; the write that dates it comes up to 500 ms
+    // after the report itself (reports are coalesced).
+    let quiet = (timed_out.created_at - last_report).num_milliseconds();
+    assert!((1400..3000).contains(&quiet), "stopped {quiet} ms after its last report was written");
+    let ran = (timed_out.created_at - history[1].created_at).num_milliseconds();
+    assert!(ran >= 3400, "ran {ran} ms: the reports moved the deadline past the first 2 s");
+    worker.shutdown().await;
+    checker_passes(&db.url).await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_report_on_an_attempt_that_is_no_longer_running_tells_the_handler(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let handler = Reports::default();
+    let worker = start(&store, registry_with("reports", handler.clone()));
+    let id = store.create_tasks(&[reports(json!({"every_ms": 600}), 60)]).await.unwrap()[0].task.id;
+    wait_for("a first report", DEADLINE, || async { (!handler.answers().is_empty()).then_some(()) }).await;
+
+    // The attempt ends under the handler (as a rescue would end it).
+    let taken = Failure {
+        attempt: AttemptRef { task_id: id, attempt: 1 },
+        kind: FailureKind::Error,
+        error: "taken away".into(),
+        retry_in: None,
+    };
+    assert_eq!(store.fail(worker.id(), &[taken]).await.unwrap(), [id]);
+    wait_for("the handler to hear of it", DEADLINE, || async {
+        handler.answers().contains(&Err(ProgressError::Lost)).then_some(())
+    })
+    .await;
+    let task = store.get_task(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.last_error.as_deref()), (TaskStatus::Failed, Some("taken away")));
+    worker.shutdown().await;
+}
+
+/// Counts the writes of `tasks.progress` in the test's database.
+async fn count_progress_writes(db: &TestDb) {
+    let statements: &[&str] = match db.backend {
+        Backend::Postgres => &[
+            "CREATE TABLE progress_writes (at timestamptz NOT NULL DEFAULT clock_timestamp())",
+            "CREATE FUNCTION count_progress() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN INSERT INTO progress_writes DEFAULT VALUES; RETURN NEW; END $$",
+            "CREATE TRIGGER count_progress AFTER UPDATE OF progress ON tasks FOR EACH ROW \
+             EXECUTE FUNCTION count_progress()",
+        ],
+        Backend::Sqlite => &[
+            "CREATE TABLE progress_writes (n INTEGER)",
+            "CREATE TRIGGER count_progress AFTER UPDATE OF progress ON tasks \
+             BEGIN INSERT INTO progress_writes VALUES (1); END",
+        ],
+    };
+    for statement in statements {
+        match db.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+                sqlx::query(statement).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+                sqlx::query(statement).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+}
+
+async fn progress_writes(db: &TestDb) -> i64 {
+    const COUNT: &str = "SELECT count(*) FROM progress_writes";
+    match db.backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(COUNT).fetch_one(&pool).await.unwrap()
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(COUNT).fetch_one(&pool).await.unwrap()
+        }
+    }
+}
+
+/// Reports as fast as it can for 1.2 s, then waits for the last report's write.
+struct Chatty;
+
+#[async_trait::async_trait]
+impl Handler for Chatty {
+    async fn run(&self, task: TaskContext) -> HandlerResult {
+        let began = std::time::Instant::now();
+        let mut n = 0u64;
+        while began.elapsed() < Duration::from_millis(1200) {
+            n += 1;
+            task.progress((n % 101) as u8, format!("report {n}")).await?;
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        Ok(Some(json!({ "reports": n })))
+    }
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn reports_in_a_tight_loop_are_coalesced_and_the_latest_wins(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    count_progress_writes(&db).await;
+    let worker = start(&store, registry_with("chatty", Chatty));
+    let id = store.create_tasks(&[NewTask::new("chatty", json!({}))]).await.unwrap()[0].task.id;
+
+    let done = wait_for_status(&*store, id, TaskStatus::Succeeded, DEADLINE).await;
+    let reports = done.result.as_ref().unwrap()["reports"].as_u64().unwrap();
+    let writes = progress_writes(&db).await;
+    assert!(reports > 100, "only {reports} reports made");
+    // One write at once, then at most one per 500 ms: 1.2 s of reports, and the last.
+    assert!((2..=5).contains(&writes), "{writes} writes for {reports} reports");
+    assert_eq!(done.progress.unwrap().message, format!("report {reports}"), "the latest report won");
+    worker.shutdown().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_progress_write_is_fenced_and_restarts_the_lease_without_a_state_change(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let id = store.create_tasks(&[noop("long")]).await.unwrap()[0].task.id;
+    let claimed = store.claim("w", "default", 1, GRACE).await.unwrap().remove(0);
+    let report = |attempt, percent: u8| ProgressUpdate {
+        attempt: AttemptRef { task_id: id, attempt },
+        percent,
+        message: format!("{percent} %"),
+        lease: Duration::from_secs(3600),
+    };
+    assert!(store.report_progress("other", &[report(1, 10)]).await.unwrap().is_empty(), "another worker");
+    assert!(store.report_progress("w", &[report(2, 10)]).await.unwrap().is_empty(), "another attempt");
+    assert_eq!(store.report_progress("w", &[report(1, 40), report(1, 50)]).await.unwrap(), [id]);
+
+    let task = store.get_task(id).await.unwrap().unwrap();
+    let progress = task.progress.clone().unwrap();
+    assert_eq!((progress.percent, progress.message.as_str(), progress.attempt), (50, "50 %", 1));
+    assert!(
+        task.locked_until.unwrap() > chrono::Utc::now() + chrono::Duration::seconds(3500),
+        "the lease restarted"
+    );
+    assert_eq!(task.updated_at, claimed.updated_at, "no state change");
+    assert_eq!(event_types(&store.history(id).await.unwrap()), ["task_queued", "task_started"]);
+    let running = store.running_progress().await.unwrap();
+    assert_eq!((running[0].task_id, &running[0].progress), (id, &progress));
+
+    let done = taskq::store::Completion { attempt: AttemptRef { task_id: id, attempt: 1 }, result: None };
+    store.complete("w", &[done]).await.unwrap();
+    assert!(store.running_progress().await.unwrap().is_empty());
+    let history = store.history(id).await.unwrap();
+    assert_eq!(history.last().unwrap().progress_at, Some(progress.at));
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn progress_shows_in_the_api_and_the_live_stream(#[case] backend: Backend) {
+    let _alone = STREAM_TESTS.lock().await;
+    let app = spawn_app(backend).await;
+    let stream = app.get("/api/tasks/stream").await;
+    // Three seconds of sleep under a one-second timeout: the reports carry it through.
+    let created = app
+        .create(json!({"name": "long", "type": "sleep", "timeout_seconds": 1,
+                       "payload": {"ms": 3000, "progress": true}}))
+        .await;
+    assert_eq!(created["progress"], serde_json::Value::Null, "none before the first report");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let running = wait_for("a report in the task's JSON", DEADLINE, || async {
+        let (_, task) = json_of(app.get(&format!("/api/tasks/{id}")).await).await;
+        (task["status"] == "running" && task["progress"].is_object()).then_some(task)
+    })
+    .await;
+    let percent = running["progress"]["percent"].as_u64().unwrap();
+    assert!((10..=100).contains(&percent), "{running}");
+    let (_, list) = json_of(app.get("/api/tasks?status=running").await).await;
+    assert!(list["tasks"][0]["progress"]["message"].as_str().unwrap().starts_with("slept "), "{list}");
+
+    let events = read_events(stream, |events| {
+        events.iter().any(|(name, e)| name == "progress" && e["task_id"] == id.as_str())
+    })
+    .await;
+    let (_, report) = events.iter().find(|(name, _)| name == "progress").unwrap();
+    assert_eq!(report["progress"]["attempt"], 1);
+    assert!(report["progress"]["message"].as_str().unwrap().contains(" of 3000 ms"), "{report}");
+
+    let done = app.wait_for_status(&id, "succeeded", DEADLINE).await;
+    assert_eq!(done["attempt"], 1);
+    assert_eq!(done["progress"]["percent"], 100);
+    assert_eq!(done["progress"]["message"], "slept 3000 of 3000 ms");
+    let rendered = taskq::metrics::handle().render();
+    assert!(rendered.contains("taskq_progress_writes_total"), "/metrics counts progress writes");
     app.stop().await;
 }

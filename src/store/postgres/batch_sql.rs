@@ -98,20 +98,23 @@ pub(super) const APPLY_FAILURES: &str = r#"
         WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
           AND (i.worker_id IS NULL OR (t.worker_id = i.worker_id AND t.locked_until >= i.now))
         RETURNING t.id, t.status, t.retry_count, t.worker_id, t.run_at, t.started_event_id,
-                  t.started_at, i.event, i.error, i.snoozed
+                  t.started_at, i.event, i.error, i.snoozed,
+                  CASE WHEN (t.progress ->> 'attempt')::int = t.attempt
+                       THEN (t.progress ->> 'at')::timestamptz END AS progress_at
     ), history AS (
         INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id,
-                                  error_message, next_run_at, started_id, started_at)
+                                  error_message, next_run_at, started_id, started_at, progress_at)
         SELECT u.id, e.event_type, u.status, u.retry_count, u.worker_id, u.error, e.next_run_at,
-               e.started_id, e.started_at
+               e.started_id, e.started_at, e.progress_at
         FROM updated AS u
         CROSS JOIN LATERAL (VALUES
-            (1, u.event, CASE WHEN u.snoozed THEN u.run_at END, u.started_event_id, u.started_at),
+            (1, u.event, CASE WHEN u.snoozed THEN u.run_at END, u.started_event_id, u.started_at,
+             u.progress_at),
             (2, CASE WHEN u.snoozed THEN NULL
                      WHEN u.status = 'failed' THEN 'task_failed_final'
                      ELSE 'retry_scheduled' END::task_event,
-                CASE WHEN u.status = 'queued' THEN u.run_at END, NULL, NULL)
-        ) AS e (ord, event_type, next_run_at, started_id, started_at)
+                CASE WHEN u.status = 'queued' THEN u.run_at END, NULL, NULL, NULL)
+        ) AS e (ord, event_type, next_run_at, started_id, started_at, progress_at)
         WHERE e.event_type IS NOT NULL
         ORDER BY u.id, e.ord
     )
@@ -129,14 +132,38 @@ pub(super) const RELEASE: &str = r#"
         FROM input AS i
         WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
           AND t.worker_id = i.worker_id
-        RETURNING t.id, t.retry_count, t.worker_id, t.started_event_id, t.started_at
+        RETURNING t.id, t.retry_count, t.worker_id, t.started_event_id, t.started_at,
+                  CASE WHEN (t.progress ->> 'attempt')::int = t.attempt
+                       THEN (t.progress ->> 'at')::timestamptz END AS progress_at
     ), history AS (
-        INSERT INTO task_history
-            (task_id, event_type, status, retry_count, worker_id, error_message, started_id, started_at)
-        SELECT id, 'task_requeued', 'queued', retry_count, worker_id, $4, started_event_id, started_at
+        INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message,
+                                  started_id, started_at, progress_at)
+        SELECT id, 'task_requeued', 'queued', retry_count, worker_id, $4, started_event_id, started_at,
+               progress_at
         FROM updated
     )
     SELECT id FROM updated
+"#;
+
+/// Records progress reports `($1 ids, $2 attempts, $3 percents, $4 messages, $5 leases in
+/// seconds)` of worker `$6`'s running attempts, where the attempt still holds its live
+/// lease, and restarts each lease (`now + $5`); returns the ids written. A report is no
+/// state change: it writes neither `updated_at` nor history (an attempt's last report is
+/// recorded with the event that ends it, `progress_at`).
+pub(super) const PROGRESS: &str = r#"
+    WITH input AS MATERIALIZED (
+        SELECT i.*, 'running'::task_status AS running, $6::text AS worker_id, now() AS now
+        FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::float8[])
+            AS i (id, attempt, percent, message, lease)
+    )
+    UPDATE tasks AS t SET
+        progress = jsonb_build_object('percent', i.percent, 'message', i.message, 'at', i.now,
+                                      'attempt', i.attempt),
+        locked_until = greatest(t.locked_until, i.now + make_interval(secs => i.lease))
+    FROM input AS i
+    WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
+      AND t.worker_id = i.worker_id AND t.locked_until >= i.now
+    RETURNING t.id
 "#;
 
 #[cfg(test)]
@@ -264,6 +291,15 @@ mod tests {
                     RELEASE,
                     "uuid[], int[], text, text",
                     format!("{ids}, array_fill(1, ARRAY[{n}]), 'w', 'note'"),
+                ),
+                (
+                    "progress",
+                    PROGRESS,
+                    "uuid[], int[], int[], text[], float8[], text",
+                    format!(
+                        "{ids}, array_fill(1, ARRAY[{n}]), array_fill(50, ARRAY[{n}]), \
+                         array_fill('half'::text, ARRAY[{n}]), array_fill(40::float8, ARRAY[{n}]), 'w'"
+                    ),
                 ),
             ]
         }
