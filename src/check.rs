@@ -52,7 +52,7 @@ use uuid::Uuid;
 mod schedules;
 
 use crate::backoff::RetryPolicy;
-use crate::store::{EventType, HistoryEvent, Task, TaskStatus};
+use crate::store::{EventType, HistoryEvent, ReleaseReason, Task, TaskStatus, WORKER_LOST};
 
 /// The table a test handler records its runs in.
 pub const LEDGER_TABLE: &str = "taskq_ledger";
@@ -629,30 +629,21 @@ impl TaskCheck<'_> {
                     state = Some(TaskStatus::Failed);
                 }
                 EventType::TaskCancelled => {
-                    if previous != Some(TaskStatus::Queued) {
-                        self.violation(
+                    match previous {
+                        Some(TaskStatus::Queued) => {}
+                        // A running task whose cancel was requested: its attempt ends here.
+                        Some(TaskStatus::Running) => self.cancelled_attempt(event, attempts.last_mut()),
+                        other => self.violation(
                             Invariant::HistoryShape,
-                            format!("task_cancelled (event {}) from status {previous:?}", event.id),
-                        );
+                            format!("task_cancelled (event {}) from status {other:?}", event.id),
+                        ),
                     }
                     state = Some(TaskStatus::Cancelled);
                 }
                 EventType::TaskRequeued => {
                     match previous {
                         // Released by a worker shutting down: the attempt ends, no retry spent.
-                        Some(TaskStatus::Running) => {
-                            if let Some(attempt) = attempts.last_mut().filter(|a| a.end.is_none()) {
-                                attempt.end = Some(kind);
-                                attempt.ended_at = Some(event.created_at);
-                                if attempt.worker_id != event.worker_id {
-                                    let detail = format!(
-                                        "attempt {} was released by {:?}, not by its worker {:?}",
-                                        attempt.number, event.worker_id, attempt.worker_id
-                                    );
-                                    self.violation(Invariant::FencedOutcome, detail);
-                                }
-                            }
-                        }
+                        Some(TaskStatus::Running) => self.released(event, attempts.last_mut()),
                         // A manual retry restores the retries.
                         Some(TaskStatus::Failed | TaskStatus::Cancelled) => {
                             retries = 0;
@@ -783,6 +774,41 @@ impl TaskCheck<'_> {
                     event.created_at
                 ),
             );
+        }
+    }
+
+    /// The end of a running attempt whose task's cancel was requested. Written by the
+    /// attempt's worker (fenced by worker, attempt and lease, like any outcome; by
+    /// worker and attempt when a release ends it), or by the Rescuer once the worker
+    /// was lost (like `worker_lock_expired`, after the lease).
+    fn cancelled_attempt(&mut self, event: &HistoryEvent, attempt: Option<&mut Attempt>) {
+        let note = event.error_message.as_deref().unwrap_or_default();
+        if note.ends_with(WORKER_LOST) {
+            if let Some(attempt) = attempt.filter(|a| a.end.is_none()) {
+                attempt.end = Some(EventType::WorkerLockExpired);
+                attempt.ended_at = Some(event.created_at);
+            }
+        } else if [ReleaseReason::Shutdown, ReleaseReason::NotStarted]
+            .iter()
+            .any(|r| note.ends_with(r.stopped()))
+        {
+            self.released(event, attempt);
+        } else {
+            self.outcome(event, Some(TaskStatus::Running), attempt);
+        }
+    }
+
+    /// A release ends the running attempt (fenced by worker and attempt, not by lease).
+    fn released(&mut self, event: &HistoryEvent, attempt: Option<&mut Attempt>) {
+        let Some(attempt) = attempt.filter(|a| a.end.is_none()) else { return };
+        attempt.end = Some(EventType::TaskRequeued);
+        attempt.ended_at = Some(event.created_at);
+        if attempt.worker_id != event.worker_id {
+            let detail = format!(
+                "attempt {} was released by {:?}, not by its worker {:?}",
+                attempt.number, event.worker_id, attempt.worker_id
+            );
+            self.violation(Invariant::FencedOutcome, detail);
         }
     }
 
@@ -1432,6 +1458,8 @@ mod tests {
                 started_at: None,
                 completed_at: None,
                 progress: None,
+                cancel_requested_at: None,
+                cancel_reason: None,
                 queue: queue.into(),
                 schedule: None,
                 tick_at: None,

@@ -61,6 +61,7 @@ pub struct RawSettings {
     pub worker_id: Option<String>,
     pub retry_max_backoff: Option<String>,
     pub shutdown_grace: Option<String>,
+    pub cancel_grace: Option<String>,
     pub retention_succeeded: Option<String>,
     pub retention_failed: Option<String>,
     pub stats_interval: Option<String>,
@@ -160,6 +161,9 @@ pub struct WorkerConfig {
     pub lease_grace: Duration,
     pub retry: RetryPolicy,
     pub shutdown_grace: Duration,
+    /// How long a running task's handler has to stop after its cancel was requested
+    /// before the attempt is aborted (`CANCEL_GRACE`).
+    pub cancel_grace: Duration,
     pub retention_succeeded: Duration,
     pub retention_failed: Duration,
 }
@@ -176,6 +180,7 @@ impl Default for WorkerConfig {
             lease_grace: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(25),
+            cancel_grace: Duration::from_secs(10),
             retention_succeeded: Duration::from_secs(7 * 86_400),
             retention_failed: Duration::from_secs(30 * 86_400),
         }
@@ -272,6 +277,7 @@ impl Config {
                 )?,
             },
             shutdown_grace: duration("SHUTDOWN_GRACE", raw.shutdown_grace, defaults.shutdown_grace)?,
+            cancel_grace: duration("CANCEL_GRACE", raw.cancel_grace, defaults.cancel_grace)?,
             retention_succeeded: duration(
                 "RETENTION_SUCCEEDED",
                 raw.retention_succeeded,
@@ -457,6 +463,7 @@ mod tests {
         assert_eq!(config.worker.poll_interval, Duration::from_secs(1));
         assert_eq!(config.worker.default_timeout, Duration::from_secs(30));
         assert_eq!(config.worker.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(config.worker.cancel_grace, Duration::from_secs(10));
         assert!(config.api_tokens.is_empty());
     }
 
@@ -623,6 +630,7 @@ task = { type = "noop", name = "tick" }
             worker_poll_interval: Some("250ms".into()),
             retention_succeeded: Some("2d".into()),
             shutdown_grace: Some("1.5".into()),
+            cancel_grace: Some("250ms".into()),
             api_token: Some("new, old ,".into()),
             ..Default::default()
         };
@@ -630,6 +638,7 @@ task = { type = "noop", name = "tick" }
         assert_eq!(config.worker.poll_interval, Duration::from_millis(250));
         assert_eq!(config.worker.retention_succeeded, Duration::from_secs(2 * 86_400));
         assert_eq!(config.worker.shutdown_grace, Duration::from_millis(1500));
+        assert_eq!(config.worker.cancel_grace, Duration::from_millis(250));
         assert_eq!(config.api_tokens, ["new", "old"]);
     }
 }

@@ -41,7 +41,7 @@ pub fn task_created(task_type: &str) {
 }
 
 /// `taskq_task_attempts_total{type, queue, outcome}`: finished attempts by outcome
-/// (`succeeded`, `failed`, `fatal`, `timed_out`, `snoozed`). A worker only runs the
+/// (`succeeded`, `failed`, `fatal`, `timed_out`, `snoozed`, `cancelled`). A worker only runs the
 /// queues of its `WORKER_QUEUES`, which bounds the `queue` label.
 pub fn attempt_finished(task: &Task, outcome: &'static str) {
     counter!(
@@ -81,6 +81,13 @@ pub fn progress_reported() {
 /// See [`progress_reported`].
 pub fn progress_written(reports: usize) {
     counter!("taskq_progress_writes_total").increment(reports as u64);
+}
+
+/// `taskq_cancelled_attempts_total{stopped}`: running attempts stopped after their
+/// task's cancel was requested, by how: `handler` (it stopped within the grace),
+/// `grace` (aborted when the grace ran out), `timeout`.
+pub fn cancel_stopped(stopped: &'static str) {
+    counter!("taskq_cancelled_attempts_total", "stopped" => stopped).increment(1);
 }
 
 /// `taskq_tasks_claimed_total`: tasks claimed by this process.

@@ -2,7 +2,8 @@
  *
  *   GET  /api/tasks/{id}, /api/tasks/{id}/history  ◀─ opening, and each live event of the task
  *   event: progress (the live stream)              ◀─ the progress bar, between events
- *   POST /api/tasks/{id}/cancel, /retry            ◀─ the drawer's buttons
+ *   POST /api/tasks/{id}/cancel, /retry            ◀─ the drawer's buttons (Cancel stops a
+ *                                                     running task too: "Cancelling…" until it ends)
  *
  * The drawer shows the task's fields, its payload and result (pretty-printed, with a
  * copy button), a table of its attempts built from the history, with every failed
@@ -52,6 +53,7 @@ const ATTEMPT_ENDS = {
   worker_lock_expired: 'lease expired',
   task_requeued: 'released',
   task_snoozed: 'snoozed',
+  task_cancelled: 'cancelled',
 };
 
 const detail = { id: null, task: null, seq: 0, timer: 0, onChange: () => {}, onClose: () => {} };
@@ -178,8 +180,7 @@ function renderDetail(task) {
   $('#detail-type').textContent = task.type || 'task';
   $('#detail-id').textContent = task.id;
   setStatus(task.status);
-  $('#detail-cancel').hidden = task.status !== 'queued';
-  $('#detail-retry').hidden = !(task.status === 'failed' || task.status === 'cancelled');
+  renderActions(task);
 
   const started = parseTs(task.started_at);
   const completed = parseTs(task.completed_at);
@@ -200,6 +201,8 @@ function renderDetail(task) {
     ...field('Duration', started != null && completed != null ? fmtDuration((completed - started) / 1000) : '—'),
     ...field('Updated', timeEl(task.updated_at)),
     ...(task.idempotency_key ? field('Idempotency key', h('span', { class: 'mono' }, task.idempotency_key)) : []),
+    ...(task.cancel_requested_at ? field('Cancel requested', timeEl(task.cancel_requested_at)) : []),
+    ...(task.cancel_reason ? field('Cancel reason', task.cancel_reason) : []),
   );
 
   renderProgress(task);
@@ -227,6 +230,19 @@ function renderProgress(task) {
   if (p.message) parts.push(' · ', p.message);
   parts.push(' · ', h('span', { class: 'muted' }, `attempt ${fmtInt(p.attempt)}, `, timeEl(p.at)));
   $('#detail-progress-text').replaceChildren(...parts);
+}
+
+/**
+ * Cancel works on queued tasks (cancelled at once) and running ones (their worker stops
+ * them): once a running task's cancel is requested the button says so until it ends.
+ */
+function renderActions(task) {
+  const cancel = $('#detail-cancel');
+  const cancelling = task.status === 'running' && Boolean(task.cancel_requested_at);
+  cancel.hidden = !(task.status === 'queued' || task.status === 'running');
+  cancel.disabled = cancelling;
+  cancel.textContent = cancelling ? 'Cancelling…' : 'Cancel task';
+  $('#detail-retry').hidden = !(task.status === 'failed' || task.status === 'cancelled');
 }
 
 function renderAttempts(attempts) {
@@ -286,7 +302,12 @@ async function taskAction(kind) {
     const task = await api(`/api/tasks/${encodeURIComponent(id)}/${kind}`, { method: 'POST' });
     if (detail.id === id && task) renderDetail(task);
     detail.onChange(task);
-    toast(kind === 'cancel' ? `Cancelled “${task?.name ?? id}”.` : `“${task?.name ?? id}” is queued again.`, 'ok');
+    const name = task?.name ?? id;
+    const done = {
+      cancel: task?.status === 'running' ? `Cancelling “${name}”: its worker is stopping it.` : `Cancelled “${name}”.`,
+      retry: `“${name}” is queued again.`,
+    }[kind];
+    toast(done, 'ok');
     loadDetail();
   } catch (error) {
     // 409 means the status moved on meanwhile (it started, or finished): say so and reload.
@@ -298,6 +319,7 @@ async function taskAction(kind) {
     }
   } finally {
     buttons.forEach((b) => { b.disabled = false; });
+    if (detail.id === id && detail.task) renderActions(detail.task);
   }
 }
 

@@ -17,7 +17,12 @@ ALTER TABLE task_history ADD CONSTRAINT task_history_retry_scheduled_has_next_ru
     CHECK ((event_type = 'retry_scheduled') = (next_run_at IS NOT NULL));
 
 ALTER TABLE task_history DROP COLUMN progress_at;
-ALTER TABLE tasks DROP COLUMN progress, DROP COLUMN snooze_count, DROP COLUMN max_snoozes;
+ALTER TABLE tasks
+    DROP COLUMN cancel_reason,
+    DROP COLUMN cancel_requested_at,
+    DROP COLUMN progress,
+    DROP COLUMN snooze_count,
+    DROP COLUMN max_snoozes;
 
 CREATE VIEW task_events AS
     SELECT id, task_id, event_type, status, retry_count, worker_id, error_message, next_run_at,

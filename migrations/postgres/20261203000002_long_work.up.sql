@@ -29,6 +29,18 @@ ALTER TABLE tasks ADD COLUMN progress jsonb
     CONSTRAINT tasks_progress_is_object CHECK (jsonb_typeof(progress) = 'object');
 ALTER TABLE task_history ADD COLUMN progress_at timestamptz;
 
+-- 3. Cancelling a running task. The request marks the task and leaves it running; its
+-- worker stops it and the outcome write ends it `cancelled`. A task whose cancel was
+-- requested never goes back to the queue, except by a manual retry (which clears it).
+ALTER TABLE tasks
+    ADD COLUMN cancel_requested_at timestamptz,
+    ADD COLUMN cancel_reason text
+        CONSTRAINT tasks_cancel_reason_length CHECK (char_length(cancel_reason) BETWEEN 1 AND 255),
+    ADD CONSTRAINT tasks_cancel_requested_not_queued
+        CHECK (cancel_requested_at IS NULL OR status <> 'queued'),
+    ADD CONSTRAINT tasks_cancel_reason_only_when_requested
+        CHECK (cancel_reason IS NULL OR cancel_requested_at IS NOT NULL);
+
 -- The view of every event (20261202000001_lean_runs) gains `progress_at`: a success held
 -- by its task row reads it from the task's progress, when that is of the same attempt.
 CREATE OR REPLACE VIEW task_events AS

@@ -37,6 +37,8 @@ ALTER TABLE task_history_before RENAME TO task_history;
 CREATE INDEX task_history_task_idx ON task_history (task_id, id);
 CREATE VIEW task_events AS SELECT *, id AS recorded_id FROM task_history;
 
+ALTER TABLE tasks DROP COLUMN cancel_reason;
+ALTER TABLE tasks DROP COLUMN cancel_requested_at;
 ALTER TABLE tasks DROP COLUMN progress;
 ALTER TABLE tasks DROP COLUMN snooze_count;
 ALTER TABLE tasks DROP COLUMN max_snoozes;

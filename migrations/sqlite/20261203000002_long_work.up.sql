@@ -12,6 +12,15 @@ ALTER TABLE tasks ADD COLUMN snooze_count INTEGER NOT NULL DEFAULT 0
 ALTER TABLE tasks ADD COLUMN progress TEXT
     CONSTRAINT tasks_progress_is_object CHECK (json_type(progress) = 'object');
 
+-- 3. Cancelling a running task: the request marks it; it never goes back to the queue
+-- before a manual retry clears the mark.
+ALTER TABLE tasks ADD COLUMN cancel_requested_at TEXT
+    CONSTRAINT tasks_cancel_requested_not_queued CHECK (cancel_requested_at IS NULL OR status <> 'queued');
+ALTER TABLE tasks ADD COLUMN cancel_reason TEXT
+    CONSTRAINT tasks_cancel_reason_valid
+    CHECK (cancel_reason IS NULL
+           OR (length(cancel_reason) BETWEEN 1 AND 255 AND cancel_requested_at IS NOT NULL));
+
 -- The history's CHECK constraints name the event types, and SQLite cannot change a
 -- constraint in place: the table is rebuilt with `task_snoozed` (which, like a
 -- scheduled retry, says when the task runs again) and the `progress_at` column. Its id

@@ -7,15 +7,23 @@
 //! progress report (`attempt`), it stops waiting, aborts the handler and reports
 //! `TimedOut`. A panic in a handler arrives as a failed join and is a retryable
 //! failure, never a dead executor.
+//!
+//! A cancel of the running task (`cancels`) fires the attempt's token, which the
+//! handler sees through its `TaskContext`, and starts `CANCEL_GRACE`: a handler that
+//! stops within it ("stopped by its handler"), or that is aborted at its end ("aborted
+//! after the 10s grace"), ends its task `cancelled`, never retried. A handler that
+//! succeeds anyway keeps its success: the work is done.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::attempt::{Attempt, ProgressReport};
+use super::cancels::Cancels;
 use super::messages::{Abort, Ack, AttemptFailed, ExecutorIdle, Record, TaskMsg};
 use crate::handlers::{HandlerError, HandlerResult, Registry, TaskContext};
 use crate::metrics;
@@ -40,6 +48,8 @@ struct Running {
     attempt: AttemptRef,
     abort: AbortHandle,
     control: Arc<Attempt>,
+    /// Fired by a cancel request of the task.
+    cancel: CancellationToken,
 }
 
 /// How waiting for a handler ended.
@@ -48,6 +58,17 @@ enum Waited {
     Finished(Result<HandlerResult, JoinError>),
     /// Its deadline passed: `timeout` since the start, or since its last report.
     TimedOut,
+    /// Its task's cancel was requested and the cancel grace passed.
+    GraceOver,
+}
+
+/// An executor's grace periods.
+#[derive(Debug, Clone, Copy)]
+pub struct Graces {
+    /// Added to `timeout_seconds` for the lease a progress report restarts.
+    pub lease: Duration,
+    /// How long a handler has to stop once its task's cancel was requested.
+    pub cancel: Duration,
 }
 
 /// Where an executor sends what its attempts produce.
@@ -58,6 +79,8 @@ pub struct Links {
     pub retry: Recipient<AttemptFailed>,
     /// The worker's writer of progress reports.
     pub progress: Recipient<Record<ProgressReport>>,
+    /// Where the attempts' cancellation tokens are found by cancel requests.
+    pub cancels: Arc<Cancels>,
 }
 
 pub struct Executor {
@@ -66,8 +89,7 @@ pub struct Executor {
     pub worker_id: Arc<str>,
     pub registry: Arc<Registry>,
     links: Links,
-    /// Added to `timeout_seconds` for the lease a progress report restarts.
-    lease_grace: Duration,
+    graces: Graces,
     /// Set while an attempt runs; cleared by its outcome or by `Abort`, so an outcome
     /// that arrives after an abort is recognised and dropped.
     current: Option<Running>,
@@ -79,9 +101,9 @@ impl Executor {
         worker_id: Arc<str>,
         registry: Arc<Registry>,
         links: Links,
-        lease_grace: Duration,
+        graces: Graces,
     ) -> Self {
-        Self { index, worker_id, registry, links, lease_grace, current: None }
+        Self { index, worker_id, registry, links, graces, current: None }
     }
 
     fn fail(&self, task: Task, kind: FailureKind, error: String, fatal: bool) {
@@ -103,6 +125,16 @@ impl Executor {
         });
     }
 
+    /// The attempt of a task whose cancel was requested stopped without success: the
+    /// task ends `cancelled` (the outcome write notes `how`).
+    fn cancel_stopped(&self, task: Task, how: String, label: &'static str) {
+        metrics::attempt_finished(&task, FailureKind::Cancelled.label());
+        metrics::cancel_stopped(label);
+        tracing::info!(task_id = %task.id, task_type = %task.task_type, %how, "cancelled task stopped");
+        let kind = FailureKind::Cancelled;
+        self.links.retry.do_send(AttemptFailed { task, kind, error: how, fatal: true, snooze: None });
+    }
+
     /// Turns the end of an attempt into its outcome message, then reports idle.
     fn finish(&mut self, task: Task, started: Instant, control: &Attempt, outcome: Waited) {
         let attempt = AttemptRef { task_id: task.id, attempt: task.attempt };
@@ -113,7 +145,35 @@ impl Executor {
         }
         control.end();
         let running = self.current.take().expect("checked above");
+        self.links.cancels.unregister(attempt);
         metrics::attempt_duration(&task, started.elapsed());
+        if running.cancel.is_cancelled() {
+            match outcome {
+                // Work done is kept.
+                Waited::Finished(Ok(Ok(_))) => {}
+                Waited::Finished(_) => {
+                    self.cancel_stopped(task, "stopped by its handler".into(), "handler");
+                    self.links.dispatcher.do_send(ExecutorIdle { index: self.index });
+                    return;
+                }
+                Waited::GraceOver | Waited::TimedOut => {
+                    running.abort.abort();
+                    let (how, label) = match outcome {
+                        Waited::GraceOver => (
+                            format!(
+                                "aborted after the {} grace",
+                                humantime::format_duration(self.graces.cancel)
+                            ),
+                            "grace",
+                        ),
+                        _ => ("stopped at its timeout".to_owned(), "timeout"),
+                    };
+                    self.cancel_stopped(task, how, label);
+                    self.links.dispatcher.do_send(ExecutorIdle { index: self.index });
+                    return;
+                }
+            }
+        }
         match outcome {
             Waited::Finished(Ok(Ok(result))) => {
                 metrics::attempt_finished(&task, "succeeded");
@@ -143,23 +203,38 @@ impl Executor {
                 };
                 self.fail(task, FailureKind::TimedOut, error, false);
             }
+            Waited::GraceOver => unreachable!("the grace starts only with a cancel"),
         }
         self.links.dispatcher.do_send(ExecutorIdle { index: self.index });
     }
 }
 
-/// Waits for the handler until its deadline, which each progress report moves on: the
-/// timer is only looked at when it fires, so reports cost it nothing.
-async fn wait(mut join: JoinHandle<HandlerResult>, control: Arc<Attempt>) -> Waited {
+/// Waits for the handler until its deadline, which each progress report moves on (the
+/// timer is only looked at when it fires, so reports cost it nothing), or, once its
+/// task's cancel was requested, until the cancel grace ends, if that comes first.
+async fn wait(
+    mut join: JoinHandle<HandlerResult>,
+    control: Arc<Attempt>,
+    cancel: CancellationToken,
+    grace: Duration,
+) -> Waited {
+    let mut grace_ends: Option<Instant> = None;
     loop {
-        let deadline = control.deadline();
+        let deadline = grace_ends.map_or(control.deadline(), |end| end.min(control.deadline()));
         tokio::select! {
             finished = &mut join => {
                 control.finish_reports().await;
                 return Waited::Finished(finished);
             }
+            () = cancel.cancelled(), if grace_ends.is_none() => {
+                grace_ends = Some(Instant::now() + grace);
+            }
             () = tokio::time::sleep_until(deadline.into()) => {
-                if control.deadline() <= Instant::now() {
+                let now = Instant::now();
+                if grace_ends.is_some_and(|end| end <= now) {
+                    return Waited::GraceOver;
+                }
+                if control.deadline() <= now {
                     return Waited::TimedOut;
                 }
             }
@@ -196,7 +271,10 @@ impl Handler<TaskMsg> for Executor {
         };
         let handler = Arc::clone(handler);
         let timeout = Duration::from_secs(task.timeout_seconds.max(1) as u64);
-        let control = Arc::new(Attempt::new(attempt, timeout, self.lease_grace, self.links.progress.clone()));
+        let control =
+            Arc::new(Attempt::new(attempt, timeout, self.graces.lease, self.links.progress.clone()));
+        let cancel = CancellationToken::new();
+        self.links.cancels.register(attempt, cancel.clone());
         let context = TaskContext {
             id: task.id,
             name: task.name.clone(),
@@ -206,6 +284,7 @@ impl Handler<TaskMsg> for Executor {
             retry_count: task.retry_count,
             worker_id: Arc::clone(&self.worker_id),
             control: Arc::clone(&control) as Arc<dyn crate::handlers::AttemptControl>,
+            cancel: cancel.clone(),
         };
         let span = tracing::info_span!(
             "task",
@@ -215,10 +294,12 @@ impl Handler<TaskMsg> for Executor {
             worker_id = %self.worker_id,
         );
         let join = handler_runtime().spawn(async move { handler.run(context).await }.instrument(span));
-        self.current = Some(Running { attempt, abort: join.abort_handle(), control: Arc::clone(&control) });
+        let abort = join.abort_handle();
+        self.current =
+            Some(Running { attempt, abort, control: Arc::clone(&control), cancel: cancel.clone() });
         let started = Instant::now();
         ctx.spawn(
-            wait(join, Arc::clone(&control))
+            wait(join, Arc::clone(&control), cancel, self.graces.cancel)
                 .into_actor(self)
                 .map(move |outcome, executor, _| executor.finish(task, started, &control, outcome)),
         );
@@ -232,6 +313,7 @@ impl Handler<Abort> for Executor {
         let running = self.current.take()?;
         running.abort.abort();
         running.control.end();
+        self.links.cancels.unregister(running.attempt);
         Some(running.attempt)
     }
 }

@@ -22,6 +22,7 @@
 
 mod attempt;
 mod broadcaster;
+mod cancels;
 mod dispatcher;
 mod executor;
 mod heartbeat;
@@ -40,8 +41,9 @@ use actix::prelude::*;
 
 pub use attempt::{ProgressReport, WRITE_GAP as PROGRESS_WRITE_GAP};
 pub use broadcaster::StatsBroadcaster;
+pub use cancels::Cancels;
 pub use dispatcher::Dispatcher;
-pub use executor::{Executor, Links, handler_runtime};
+pub use executor::{Executor, Graces, Links, handler_runtime};
 pub use heartbeat::{HEARTBEAT_INTERVAL, Heartbeat};
 pub use maintenance::{Pruner, Rescuer};
 pub use retry::Retry;
@@ -54,6 +56,10 @@ pub(crate) use crate::runtime::{io, spawn_io};
 use crate::store::{ReleaseReason, Store};
 use messages::{AbortAll, Flush, Stop, StopClaiming, WatchWrites, WhenIdle};
 
+/// The longest a running task's worker takes to notice its cancel when the NOTIFY is
+/// lost: how often it asks the database (or `WORKER_POLL_INTERVAL`, if shorter).
+const CANCEL_POLL: Duration = Duration::from_secs(1);
+
 /// A running worker: its actors, and the handle to stop them.
 pub struct Worker {
     store: Arc<dyn Store>,
@@ -62,6 +68,8 @@ pub struct Worker {
     dispatchers: Vec<Addr<Dispatcher>>,
     heartbeat: Addr<Heartbeat>,
     listener: tokio::task::AbortHandle,
+    /// The fallback of cancel requests' NOTIFY (`cancels::poll`).
+    cancel_poll: tokio::task::AbortHandle,
     completer: Addr<Completer>,
     retry: Addr<Retry>,
     rescuer: Addr<Rescuer>,
@@ -76,6 +84,8 @@ impl Worker {
         let completer = Completer::new(Arc::clone(&store), Arc::clone(&worker_id)).start();
         let retry = Retry::new(config.retry, Arc::clone(&store), Arc::clone(&worker_id)).start();
         let progress = BatchWriter::<ProgressReport>::new(Arc::clone(&store), Arc::clone(&worker_id)).start();
+        let cancels = Arc::new(Cancels::default());
+        let graces = Graces { lease: config.lease_grace, cancel: config.cancel_grace };
 
         let queues = config.served_queues();
         let busy: Vec<Arc<AtomicUsize>> = queues.iter().map(|_| Arc::default()).collect();
@@ -87,7 +97,7 @@ impl Worker {
                 let (registry, worker_id, config) =
                     (Arc::clone(&registry), Arc::clone(&worker_id), config.clone());
                 let (completer, retry, busy) = (completer.clone(), retry.clone(), Arc::clone(busy));
-                let progress = progress.clone();
+                let (progress, cancels) = (progress.clone(), Arc::clone(&cancels));
                 let QueueSpec { name, concurrency } = spec.clone();
                 Dispatcher::create(move |ctx| {
                     let links = Links {
@@ -95,12 +105,12 @@ impl Worker {
                         completer: completer.recipient(),
                         retry: retry.recipient(),
                         progress: progress.recipient(),
+                        cancels,
                     };
                     let executors = (0..concurrency)
                         .map(|index| {
                             let (worker_id, registry) = (Arc::clone(&worker_id), Arc::clone(&registry));
-                            Executor::new(index, worker_id, registry, links.clone(), config.lease_grace)
-                                .start()
+                            Executor::new(index, worker_id, registry, links.clone(), graces).start()
                         })
                         .collect();
                     let mut dispatcher = Dispatcher::new(store, config, &name, busy);
@@ -122,7 +132,9 @@ impl Worker {
         completer.do_send(watchers());
         retry.do_send(watchers());
         let routes = queues.iter().zip(&dispatchers).map(|(q, d)| (q.name.clone(), d.clone().recipient()));
-        let listener = listener::listen(Arc::clone(&store), routes.collect());
+        let listener = listener::listen(Arc::clone(&store), routes.collect(), Arc::clone(&cancels));
+        let cancel_poll = config.poll_interval.min(CANCEL_POLL);
+        let cancel_poll = cancels::poll(Arc::clone(&store), config.worker_id.clone(), cancels, cancel_poll);
 
         let rescue_every = (config.lease_grace / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let rescuer = Rescuer::new(Arc::clone(&store), config.retry, rescue_every).start();
@@ -130,7 +142,19 @@ impl Worker {
             Pruner::new(Arc::clone(&store), config.retention_succeeded, config.retention_failed).start();
         let scheduler = Scheduler::new(Arc::clone(&store), worker_id).start();
         tracing::info!(worker_id = %config.worker_id, queues = %config.queues_label(), "worker started");
-        Self { store, config, dispatchers, heartbeat, listener, completer, retry, rescuer, pruner, scheduler }
+        Self {
+            store,
+            config,
+            dispatchers,
+            heartbeat,
+            listener,
+            cancel_poll,
+            completer,
+            retry,
+            rescuer,
+            pruner,
+            scheduler,
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -162,6 +186,7 @@ impl Worker {
         let _ = self.completer.send(Flush).await;
         let _ = self.retry.send(Flush).await;
         self.listener.abort();
+        self.cancel_poll.abort();
         let _ = self.heartbeat.send(Stop).await;
         if let Err(error) = self.store.deregister(&self.config.worker_id).await {
             tracing::warn!(error = %error, "could not deregister the worker");

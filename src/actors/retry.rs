@@ -57,6 +57,16 @@ impl Handler<AttemptFailed> for Retry {
             self.writer.do_send(Record(failure));
             return;
         }
+        if failed.kind == FailureKind::Cancelled {
+            // Never retried; the write ends the task `cancelled`, noting how it stopped.
+            self.writer.do_send(Record(Failure {
+                attempt,
+                kind: failed.kind,
+                error: failed.error,
+                retry_in: None,
+            }));
+            return;
+        }
         let retry_in = self.policy.decide(task, failed.fatal);
         if retry_in.is_some() {
             metrics::retry_scheduled(&task.task_type);

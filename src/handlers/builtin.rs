@@ -25,8 +25,17 @@ impl Handler for Noop {
 /// milliseconds instead (the task comes back after them without spending a retry, and
 /// then sleeps). With `progress`, it sleeps in ten steps and reports its progress after
 /// each (10 %, 20 %, …), so a sleep longer than `timeout_seconds` finishes as long as
-/// each step is shorter. Both make long work visible through the HTTP API.
+/// each step is shorter. A cancel of the task stops it at once. All three make long
+/// work visible through the HTTP API.
 pub struct Sleep;
+
+/// Sleeps `ms` milliseconds, or less if the task's cancel is requested meanwhile.
+async fn sleep_unless_cancelled(task: &TaskContext, ms: u64) -> Result<(), HandlerError> {
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(()),
+        () = task.cancelled() => Err(HandlerError::Fatal("cancelled while sleeping".into())),
+    }
+}
 
 /// Steps of a sleep that reports its progress.
 const SLEEP_STEPS: u64 = 10;
@@ -60,12 +69,12 @@ impl Handler for Sleep {
             return Err(HandlerError::Snooze(Duration::from_millis(snooze)));
         }
         if !field(&task.payload, "progress").and_then(Value::as_bool).unwrap_or(false) {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            sleep_unless_cancelled(&task, ms).await?;
             return Ok(Some(json!({ "slept_ms": ms })));
         }
         for step in 1..=SLEEP_STEPS {
             let (before, slept) = (ms * (step - 1) / SLEEP_STEPS, ms * step / SLEEP_STEPS);
-            tokio::time::sleep(Duration::from_millis(slept - before)).await;
+            sleep_unless_cancelled(&task, slept - before).await?;
             task.progress((step * 100 / SLEEP_STEPS) as u8, format!("slept {slept} of {ms} ms")).await?;
         }
         Ok(Some(json!({ "slept_ms": ms })))

@@ -7,7 +7,9 @@
 //! a retry, [`HandlerError::Fatal`] fails the task without retrying, and
 //! [`HandlerError::Snooze`] puts it back in the queue for later without spending one.
 //! A panic is a retryable failure; a handler that overruns `timeout_seconds` is stopped
-//! and retried.
+//! and retried. While it runs, a handler may report its progress
+//! ([`TaskContext::progress`], which restarts its timeout) and learn that its task was
+//! cancelled ([`TaskContext::cancelled`]).
 //!
 //! Handlers run on a runtime of their own, apart from the actors, so a handler that
 //! blocks its thread delays other handlers at worst, never the claim loop or timeouts.
@@ -47,6 +49,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// What a handler is told about the attempt it runs, and its line back to the
@@ -64,6 +67,8 @@ pub struct TaskContext {
     pub worker_id: Arc<str>,
     /// The executor's side of the attempt.
     pub(crate) control: Arc<dyn AttemptControl>,
+    /// Fired when a cancel of the task is requested.
+    pub(crate) cancel: CancellationToken,
 }
 
 /// The longest progress message kept, in characters; a longer one is cut to this.
@@ -78,6 +83,7 @@ impl std::fmt::Debug for TaskContext {
             .field("attempt", &self.attempt)
             .field("retry_count", &self.retry_count)
             .field("worker_id", &self.worker_id)
+            .field("cancelled", &self.cancel.is_cancelled())
             .finish_non_exhaustive()
     }
 }
@@ -111,13 +117,46 @@ impl TaskContext {
     ///
     /// `Err(ProgressError::Lost)` says the attempt is no longer this worker's (it was
     /// rescued after a lost lease, or it ended): the handler should stop, since its
-    /// outcome will not be recorded. `?` turns the error into a [`HandlerError`].
+    /// outcome will not be recorded. `Err(ProgressError::Cancelled)` says the task's
+    /// cancel was requested (nothing is written then). `?` turns either into a
+    /// [`HandlerError`].
     pub async fn progress(&self, percent: u8, message: impl Into<String>) -> Result<(), ProgressError> {
         if percent > 100 {
             return Err(ProgressError::Invalid(percent));
         }
+        if self.is_cancelled() {
+            return Err(ProgressError::Cancelled);
+        }
         let message: String = message.into().chars().take(PROGRESS_MESSAGE_MAX).collect();
         Arc::clone(&self.control).progress(percent, message).await
+    }
+}
+
+impl TaskContext {
+    /// Whether a cancel of the task was requested (`POST /api/tasks/{id}/cancel` on the
+    /// running task). Its worker hears within a second; the handler then has
+    /// `CANCEL_GRACE` (default 10 s) to stop before the attempt is aborted. However it
+    /// ends, the task ends `cancelled` and is not retried, unless the handler succeeds:
+    /// work done is kept.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Resolves once a cancel of the task is requested: something to `select!` on.
+    ///
+    /// ```ignore
+    /// tokio::select! {
+    ///     () = task.cancelled() => Err(HandlerError::Fatal("cancelled".into())),
+    ///     result = do_the_work(&task) => result,
+    /// }
+    /// ```
+    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.cancel.cancelled()
+    }
+
+    /// The task's cancellation token, for work the handler hands to tasks of its own.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 }
 
@@ -128,12 +167,14 @@ pub enum ProgressError {
     Invalid(u8),
     #[error("the attempt is no longer this worker's: it was rescued or has ended")]
     Lost,
+    #[error("the task was cancelled")]
+    Cancelled,
 }
 
 impl From<ProgressError> for HandlerError {
     fn from(error: ProgressError) -> Self {
         match error {
-            ProgressError::Invalid(_) => Self::Fatal(error.to_string()),
+            ProgressError::Invalid(_) | ProgressError::Cancelled => Self::Fatal(error.to_string()),
             // Its outcome is fenced out anyway; another attempt owns the task.
             ProgressError::Lost => Self::Retryable(error.to_string()),
         }

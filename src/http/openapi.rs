@@ -26,7 +26,7 @@ use crate::store;
         schedules::pause, schedules::resume, schedules::trigger
     ),
     components(schemas(
-        validate::CreateTask, validate::CreateBatch, tasks::TaskList, tasks::ErrorBody, tasks::TaskTypes,
+        validate::CreateTask, validate::CreateBatch, validate::CancelRequest, tasks::TaskList, tasks::ErrorBody, tasks::TaskTypes,
         store::Task, store::HistoryEvent, store::TaskEvent, store::TaskStatus, store::EventType,
         store::Progress, store::TaskProgress,
         store::Stats, store::Throughput, store::MinuteThroughput, store::WorkerInfo,

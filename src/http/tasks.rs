@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::search::TaskQuery;
-use super::validate::{CreateBatch, CreateTask, MAX_BATCH};
+use super::validate::{CancelRequest, CreateBatch, CreateTask, MAX_BATCH};
 use super::{AppState, only};
 use crate::metrics;
 use crate::store::{HistoryEvent, Task, Transition};
@@ -150,15 +150,23 @@ fn transition(outcome: Transition, verb: &str, allowed: &str) -> Result<HttpResp
     }
 }
 
-/// Cancel a queued task.
+/// Cancel a task: a queued one at once; a running one is stopped by its worker (the
+/// answer shows it still running, with `cancel_requested_at` set) and ends `cancelled`.
 #[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path, description = "Task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody),
-              (status = 409, description = "The task is not queued", body = ErrorBody)))]
+    request_body(content = Option<CancelRequest>, description = "Optional: why, recorded with the cancel"),
+    responses((status = 200, description = "Cancelled (queued), or cancel requested (running)", body = Task),
+              (status = 400, description = "Invalid body", body = ErrorBody),
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "The task is neither queued nor running", body = ErrorBody),
+              (status = 413, description = "Body too large", body = ErrorBody)))]
 pub(super) async fn cancel(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    transition(state.store.cancel(task_id(&id)?).await?, "cancelled", "queued")
+    let id = task_id(&id)?;
+    let reason = CancelRequest::read(body).await?;
+    transition(state.store.cancel(id, reason.as_deref()).await?, "cancelled", "queued or running")
 }
 
 /// Queue a failed or cancelled task again, with its retries restored.

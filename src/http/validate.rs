@@ -115,6 +115,41 @@ pub struct CreateTask {
     pub queue: Option<String>,
 }
 
+/// The optional body of `POST /api/tasks/{id}/cancel`. TaskQueue-Go's clients send
+/// none; an empty body (or `null`) is no reason.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Why, recorded in the task's `cancel_reason` (a running task) and its
+    /// `task_cancelled` note. 1 to 255 characters, not all whitespace, no NUL.
+    #[schema(min_length = 1, max_length = 255, example = "the customer closed the account")]
+    pub reason: Option<String>,
+}
+
+/// The largest body a cancel reads: a reason and its envelope.
+const CANCEL_BODY_LIMIT: usize = 64 * 1024;
+
+impl CancelRequest {
+    /// The reason of a cancel's body, if it has one.
+    pub async fn read(body: actix_web::web::Payload) -> Result<Option<String>, ApiError> {
+        let bytes = match body.to_bytes_limited(CANCEL_BODY_LIMIT).await {
+            Err(_) => {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "request body is larger than {CANCEL_BODY_LIMIT} bytes"
+                )));
+            }
+            Ok(Err(error)) => return Err(ApiError::BadRequest(format!("invalid request body: {error}"))),
+            Ok(Ok(bytes)) => bytes,
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let request: Option<Self> = serde_json::from_slice(&bytes)
+            .map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))?;
+        text("reason", request.and_then(|r| r.reason), false)
+    }
+}
+
 /// `POST /api/tasks/batch`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

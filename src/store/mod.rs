@@ -52,6 +52,11 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The NOTIFY channel that wakes Dispatchers when runnable tasks arrive.
 pub const WAKEUP_CHANNEL: &str = "taskq_wakeup";
 
+/// The NOTIFY channel that tells workers a running task's cancel was requested (the
+/// payload is its id); sent in the requesting transaction. Kept apart from
+/// [`WAKEUP_CHANNEL`], whose NOTIFYs are folded and sent off the writers' path.
+pub const CANCEL_CHANNEL: &str = "taskq_cancel";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached now (connection refused or lost, pool
@@ -174,8 +179,15 @@ pub trait Store: ScheduleStore + Send + Sync + 'static {
     /// `limit`, deciding each retry with `decide`. Safe with several rescuers running.
     async fn rescue(&self, limit: u32, decide: &RetryDecision) -> Result<Vec<Uuid>>;
 
-    /// `queued` → `cancelled`.
-    async fn cancel(&self, id: Uuid) -> Result<Transition>;
+    /// `queued` → `cancelled` (its note names the API, and the reason if given); a
+    /// `running` task is marked (`cancel_requested_at`, `cancel_reason`; a second
+    /// request keeps the first) and stays running, and its worker is told (a NOTIFY on
+    /// [`CANCEL_CHANNEL`] in the same transaction; in-process on SQLite). Its outcome
+    /// write then ends it `cancelled`.
+    async fn cancel(&self, id: Uuid, reason: Option<&str>) -> Result<Transition>;
+    /// `worker_id`'s running attempts whose cancel was requested: the fallback of the
+    /// cancel's NOTIFY, polled by the worker.
+    async fn cancels_requested(&self, worker_id: &str) -> Result<Vec<AttemptRef>>;
     /// `failed` or `cancelled` → `queued`, with its retries restored.
     async fn retry(&self, id: Uuid) -> Result<Transition>;
 
@@ -398,6 +410,16 @@ fn latest_reports(reports: &[ProgressUpdate]) -> Vec<&ProgressUpdate> {
     latest.reverse();
     latest
 }
+
+/// The running tasks' progress, on either backend ([`current_progress`] keeps the
+/// reports of their current attempt). Running tasks are few: PostgreSQL reaches them
+/// through the lease index.
+const RUNNING_PROGRESS: &str =
+    "SELECT id, attempt, progress FROM tasks WHERE status = 'running' AND progress IS NOT NULL";
+
+/// A worker's running attempts whose cancel was requested, on either backend.
+const CANCELS_REQUESTED: &str = "SELECT id AS task_id, attempt FROM tasks \
+     WHERE status = 'running' AND worker_id = $1 AND cancel_requested_at IS NOT NULL";
 
 /// Of running tasks' stored progress, the reports made by their current attempt.
 fn current_progress(rows: Vec<(Uuid, i32, sqlx::types::Json<Progress>)>) -> Vec<TaskProgress> {

@@ -136,6 +136,13 @@ pub struct Task {
     #[sqlx(json(nullable))]
     #[serde(default)]
     pub progress: Option<Progress>,
+    /// When a cancel of the running task was requested (`POST /api/tasks/{id}/cancel`):
+    /// its worker stops it and it ends `cancelled`. Cleared by a manual retry.
+    #[serde(default)]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// The reason given with that request, if any.
+    #[serde(default)]
+    pub cancel_reason: Option<String>,
     /// The named queue the task waits in; workers claim per queue.
     pub queue: String,
     /// The schedule that enqueued the task, if one did.
@@ -279,7 +286,7 @@ pub struct Created {
 }
 
 /// Names one attempt of one task: the fence of every outcome write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::FromRow)]
 pub struct AttemptRef {
     pub task_id: Uuid,
     pub attempt: i32,
@@ -314,6 +321,15 @@ impl ReleaseReason {
             Self::Paused => "released unstarted: its queue was paused",
         }
     }
+
+    /// How the attempt stopped, when its task's cancel was requested: the release ends
+    /// the task `cancelled` instead of requeuing it (see [`cancel_note`]).
+    pub fn stopped(self) -> &'static str {
+        match self {
+            Self::Shutdown => "its worker shut down",
+            Self::NotStarted | Self::Paused => "it never started",
+        }
+    }
 }
 
 /// A successful attempt to acknowledge.
@@ -335,6 +351,9 @@ pub enum FailureKind {
     /// The handler answered "not yet" (`task_snoozed`): back to the queue after
     /// `retry_in`, without spending a retry.
     Snoozed,
+    /// The executor stopped the attempt after its task's cancel was requested
+    /// (`task_cancelled`); `error` says how.
+    Cancelled,
 }
 
 impl FailureKind {
@@ -344,6 +363,7 @@ impl FailureKind {
             Self::TimedOut => EventType::TimeoutOccurred,
             Self::LockExpired => EventType::WorkerLockExpired,
             Self::Snoozed => EventType::TaskSnoozed,
+            Self::Cancelled => EventType::TaskCancelled,
         }
     }
 
@@ -354,21 +374,64 @@ impl FailureKind {
             Self::TimedOut => "timed_out",
             Self::LockExpired => "lock_expired",
             Self::Snoozed => "snoozed",
+            Self::Cancelled => "cancelled",
         }
     }
 }
 
 /// An attempt that ended without success, with what happens next already decided.
+///
+/// Whatever the kind, the write ends a task whose cancel was requested `cancelled`
+/// (one `task_cancelled` event whose note says how it stopped, [`Failure::stopped`]):
+/// such a task is never retried nor snoozed. The decision is the database's, made in
+/// the fenced write itself, so a request that lands while the outcome is on its way is
+/// not missed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub attempt: AttemptRef,
     pub kind: FailureKind,
-    /// The handler's error (`last_error`); for a snooze, the event's note.
+    /// The handler's error (`last_error`); for a snooze, the event's note; for a
+    /// cancel, how the attempt stopped.
     pub error: String,
     /// `Some(delay)` schedules retry number `retry_count + 1` after `delay` (for a
     /// snooze: runs again after `delay`, no retry spent); `None` fails the task for
     /// good (`task_failed_final`).
     pub retry_in: Option<std::time::Duration>,
+}
+
+impl Failure {
+    /// How the attempt stopped, for the note of a `task_cancelled` event.
+    pub fn stopped(&self) -> &str {
+        match self.kind {
+            FailureKind::Error | FailureKind::Snoozed => "stopped by its handler",
+            FailureKind::TimedOut => "stopped at its timeout",
+            FailureKind::LockExpired => WORKER_LOST,
+            FailureKind::Cancelled => &self.error,
+        }
+    }
+}
+
+/// How the Rescuer's `task_cancelled` note ends: the worker of a task whose cancel was
+/// requested is gone (its lease ran out, or its heartbeats stopped).
+pub const WORKER_LOST: &str = "its worker was lost";
+
+/// Who cancels through `POST /api/tasks/{id}/cancel`, and through a bulk action.
+pub const CANCELLED_BY_API: &str = "the API";
+pub const CANCELLED_BY_BULK: &str = "a bulk action";
+
+/// The note of a `task_cancelled` event: who cancelled the task, why if they said, and
+/// how its running attempt stopped (`None`: it was queued). PostgreSQL's statements
+/// write the same words in SQL.
+pub fn cancel_note(by: &str, reason: Option<&str>, stopped: Option<&str>) -> String {
+    let mut note = format!("cancelled by {by}");
+    if let Some(reason) = reason {
+        note.push_str(&format!(" (reason: {reason})"));
+    }
+    if let Some(stopped) = stopped {
+        note.push_str("; ");
+        note.push_str(stopped);
+    }
+    note
 }
 
 /// What a worker reports about itself on every heartbeat.
@@ -530,6 +593,9 @@ pub enum Hint {
     Runnable(Option<Vec<String>>),
     /// A queue's settings changed (paused, resumed, limit).
     Settings(String),
+    /// A cancel of this running task was requested: its worker stops it (sent on a
+    /// channel of its own on PostgreSQL, `CANCEL_CHANNEL`; the payload is the id).
+    Cancel(Uuid),
 }
 
 impl Hint {
@@ -539,16 +605,19 @@ impl Hint {
             Self::Runnable(None) => true,
             Self::Runnable(Some(queues)) => queues.iter().any(|q| q == queue),
             Self::Settings(name) => name == queue,
+            Self::Cancel(_) => false,
         }
     }
 
     /// The NOTIFY payload: `""` for any queue, `r:a,b` for runnable tasks in `a` and
-    /// `b`, `s:a` for a settings change of `a`.
+    /// `b`, `s:a` for a settings change of `a`; the task's id for a cancel (on its own
+    /// channel).
     pub fn to_payload(&self) -> String {
         match self {
             Self::Runnable(None) => String::new(),
             Self::Runnable(Some(queues)) => format!("r:{}", queues.join(",")),
             Self::Settings(name) => format!("s:{name}"),
+            Self::Cancel(id) => id.to_string(),
         }
     }
 

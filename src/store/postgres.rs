@@ -204,6 +204,7 @@ impl PgStore {
         let events: Vec<EventType> = failures.iter().map(|f| f.kind.event()).collect();
         let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
         let delays: Vec<Option<f64>> = failures.iter().map(|f| f.retry_in.map(|d| d.as_secs_f64())).collect();
+        let stopped: Vec<&str> = failures.iter().map(Failure::stopped).collect();
         let rows = sqlx::query(APPLY_FAILURES)
             .bind(&ids)
             .bind(&attempts)
@@ -211,6 +212,8 @@ impl PgStore {
             .bind(&errors)
             .bind(&delays)
             .bind(worker_id)
+            .bind(&stopped)
+            .bind(CANCELLED_BY_API)
             .fetch_all(executor)
             .await?;
         Ok(rows.iter().map(|row| row.get("id")).collect())
@@ -417,13 +420,12 @@ impl Store for PgStore {
     }
 
     async fn running_progress(&self) -> Result<Vec<TaskProgress>> {
-        // Running tasks are few and reached through the lease index.
-        let rows = sqlx::query_as(
-            "SELECT id, attempt, progress FROM tasks WHERE status = 'running' AND progress IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query_as(super::RUNNING_PROGRESS).fetch_all(&self.pool).await?;
         Ok(super::current_progress(rows))
+    }
+
+    async fn cancels_requested(&self, worker_id: &str) -> Result<Vec<AttemptRef>> {
+        Ok(sqlx::query_as(super::CANCELS_REQUESTED).bind(worker_id).fetch_all(&self.pool).await?)
     }
 
     async fn release(
@@ -439,6 +441,8 @@ impl Store for PgStore {
             .bind(&numbers)
             .bind(worker_id)
             .bind(reason.note())
+            .bind(CANCELLED_BY_API)
+            .bind(reason.stopped())
             .fetch_all(&self.pool)
             .await?;
         if !rows.is_empty() {
@@ -480,9 +484,15 @@ impl Store for PgStore {
         Ok(rescued)
     }
 
-    async fn cancel(&self, id: Uuid) -> Result<Transition> {
-        let task: Option<Task> =
-            sqlx::query_as(bulk::CANCEL).bind(&[id][..]).fetch_optional(&self.pool).await?;
+    async fn cancel(&self, id: Uuid, reason: Option<&str>) -> Result<Transition> {
+        let task: Option<Task> = sqlx::query_as(bulk::CANCEL)
+            .bind(&[id][..])
+            .bind(cancel_note(CANCELLED_BY_API, reason, None))
+            .bind(reason)
+            .bind(true)
+            .bind(CANCEL_CHANNEL)
+            .fetch_optional(&self.pool)
+            .await?;
         self.transition_outcome(id, task).await
     }
 
@@ -785,12 +795,20 @@ impl Store for PgStore {
 
     async fn wakeups(&self) -> Result<Wakeups> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(WAKEUP_CHANNEL).await?;
+        listener.listen_all([WAKEUP_CHANNEL, CANCEL_CHANNEL]).await?;
         // `recv` reconnects by itself after a lost connection; notifications sent
-        // while disconnected are lost, which the poll fallback covers.
+        // while disconnected are lost, which the polls (of the queue, of cancels) cover.
         Ok(listener
             .into_stream()
-            .map(|item| item.map(|n| Hint::from_payload(n.payload())).map_err(StoreError::from))
+            .filter_map(|item| async move {
+                match item {
+                    Ok(n) if n.channel() == CANCEL_CHANNEL => {
+                        Uuid::parse_str(n.payload()).ok().map(|id| Ok(Hint::Cancel(id)))
+                    }
+                    Ok(n) => Some(Ok(Hint::from_payload(n.payload()))),
+                    Err(error) => Some(Err(StoreError::from(error))),
+                }
+            })
             .boxed())
     }
 

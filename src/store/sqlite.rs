@@ -186,8 +186,9 @@ impl SqliteStore {
     }
 
     /// Records failed attempts (a snooze requeues without spending a retry, with one
-    /// event); `worker_id` fences to the worker's live lease, `None` (rescue) to the
-    /// attempt alone, which the caller's transaction holds.
+    /// event; a task whose cancel was requested ends `cancelled`, whatever the outcome);
+    /// `worker_id` fences to the worker's live lease, `None` (rescue) to the attempt
+    /// alone, which the caller's transaction holds.
     async fn apply_failures(
         tx: &mut Transaction<'static, Sqlite>,
         worker_id: Option<&str>,
@@ -198,15 +199,18 @@ impl SqliteStore {
             let at = now();
             let next_run_at = failure.retry_in.map(after);
             let snoozed = failure.kind == FailureKind::Snoozed;
+            let keeps_error = snoozed || failure.kind == FailureKind::Cancelled;
             let task: Option<Task> = sqlx::query_as(
                 r#"
                 UPDATE tasks SET
-                    status = CASE WHEN $3 IS NULL THEN 'failed' ELSE 'queued' END,
-                    retry_count = retry_count + ($3 IS NOT NULL AND NOT $7),
-                    snooze_count = snooze_count + $7,
-                    run_at = coalesce($3, run_at),
-                    completed_at = CASE WHEN $3 IS NULL THEN $4 END,
-                    last_error = CASE WHEN $7 THEN last_error ELSE $5 END,
+                    status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+                                  WHEN $3 IS NULL THEN 'failed' ELSE 'queued' END,
+                    retry_count = retry_count
+                        + (cancel_requested_at IS NULL AND $3 IS NOT NULL AND NOT $7),
+                    snooze_count = snooze_count + (cancel_requested_at IS NULL AND $7),
+                    run_at = CASE WHEN cancel_requested_at IS NULL THEN coalesce($3, run_at) ELSE run_at END,
+                    completed_at = CASE WHEN cancel_requested_at IS NOT NULL OR $3 IS NULL THEN $4 END,
+                    last_error = CASE WHEN $8 THEN last_error ELSE $5 END,
                     locked_until = NULL,
                     updated_at = $4
                 WHERE id = $1 AND status = 'running' AND attempt = $2
@@ -221,20 +225,34 @@ impl SqliteStore {
             .bind(&failure.error)
             .bind(worker_id)
             .bind(snoozed)
+            .bind(keeps_error)
             .fetch_optional(&mut **tx)
             .await?;
             let Some(task) = task else { continue };
-            if snoozed {
-                Self::insert_end_event(tx, &task, EventType::TaskSnoozed, Some(&failure.error), next_run_at)
-                    .await?;
-            } else {
-                Self::insert_end_event(tx, &task, failure.kind.event(), Some(&failure.error), None).await?;
-                let decision = if next_run_at.is_some() {
-                    EventType::RetryScheduled
-                } else {
-                    EventType::TaskFailedFinal
-                };
-                Self::insert_event(tx, &task, decision, Some(&failure.error), next_run_at).await?;
+            let error = Some(failure.error.as_str());
+            match task.status {
+                TaskStatus::Cancelled => {
+                    let note =
+                        cancel_note(CANCELLED_BY_API, task.cancel_reason.as_deref(), Some(failure.stopped()));
+                    Self::insert_end_event(tx, &task, EventType::TaskCancelled, Some(&note), None).await?;
+                }
+                TaskStatus::Queued if snoozed => {
+                    Self::insert_end_event(tx, &task, EventType::TaskSnoozed, error, next_run_at).await?;
+                }
+                _ => {
+                    // A cancel without a request (none is sent) is a failure like another.
+                    let event = match failure.kind {
+                        FailureKind::Cancelled => EventType::TaskFailed,
+                        kind => kind.event(),
+                    };
+                    Self::insert_end_event(tx, &task, event, error, None).await?;
+                    let decision = if next_run_at.is_some() {
+                        EventType::RetryScheduled
+                    } else {
+                        EventType::TaskFailedFinal
+                    };
+                    Self::insert_event(tx, &task, decision, error, next_run_at).await?;
+                }
             }
             applied.push(task.id);
         }
@@ -257,16 +275,19 @@ impl SqliteStore {
                 Self::insert_event(&mut tx, &task, event, note, None).await?;
                 Transition::Done(Box::new(task))
             }
-            None => {
-                let status: Option<TaskStatus> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                status.map_or(Transition::NotFound, Transition::Conflict)
-            }
+            None => Self::refused(&mut tx, id).await?,
         };
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Why a manual transition of `id` changed nothing: no such task, or its status.
+    async fn refused(tx: &mut Transaction<'static, Sqlite>, id: Uuid) -> Result<Transition> {
+        let status: Option<TaskStatus> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(status.map_or(Transition::NotFound, Transition::Conflict))
     }
 }
 
@@ -500,12 +521,12 @@ impl Store for SqliteStore {
     }
 
     async fn running_progress(&self) -> Result<Vec<TaskProgress>> {
-        let rows = sqlx::query_as(
-            "SELECT id, attempt, progress FROM tasks WHERE status = 'running' AND progress IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query_as(super::RUNNING_PROGRESS).fetch_all(&self.pool).await?;
         Ok(super::current_progress(rows))
+    }
+
+    async fn cancels_requested(&self, worker_id: &str) -> Result<Vec<AttemptRef>> {
+        Ok(sqlx::query_as(super::CANCELS_REQUESTED).bind(worker_id).fetch_all(&self.pool).await?)
     }
 
     async fn release(
@@ -517,24 +538,35 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         let mut applied = Vec::with_capacity(attempts.len());
         for attempt in attempts {
+            let at = now();
+            // A task whose cancel was requested never goes back to the queue.
             let task: Option<Task> = sqlx::query_as(
                 r#"
-                UPDATE tasks SET status = 'queued', locked_until = NULL, updated_at = $3
+                UPDATE tasks SET
+                    status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
+                    completed_at = CASE WHEN cancel_requested_at IS NOT NULL THEN $3 END,
+                    locked_until = NULL,
+                    updated_at = $3
                 WHERE id = $1 AND status = 'running' AND attempt = $2 AND worker_id = $4
                 RETURNING *
                 "#,
             )
             .bind(attempt.task_id)
             .bind(attempt.attempt)
-            .bind(now())
+            .bind(at)
             .bind(worker_id)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some(task) = task {
-                let note = Some(reason.note());
-                Self::insert_end_event(&mut tx, &task, EventType::TaskRequeued, note, None).await?;
-                applied.push(task.id);
+            let Some(task) = task else { continue };
+            if task.status == TaskStatus::Cancelled {
+                let note =
+                    cancel_note(CANCELLED_BY_API, task.cancel_reason.as_deref(), Some(reason.stopped()));
+                Self::insert_end_event(&mut tx, &task, EventType::TaskCancelled, Some(&note), None).await?;
+            } else {
+                Self::insert_end_event(&mut tx, &task, EventType::TaskRequeued, Some(reason.note()), None)
+                    .await?;
             }
+            applied.push(task.id);
         }
         tx.commit().await?;
         self.wake_workers(Hint::Runnable(None));
@@ -570,18 +602,42 @@ impl Store for SqliteStore {
         Ok(rescued)
     }
 
-    async fn cancel(&self, id: Uuid) -> Result<Transition> {
-        self.transition(
-            id,
+    async fn cancel(&self, id: Uuid, reason: Option<&str>) -> Result<Transition> {
+        let mut tx = self.write().await?;
+        let at = now();
+        let mut requested = false;
+        let cancelled: Option<Task> =
+            sqlx::query_as(bulk::CANCEL).bind(id).bind(at).fetch_optional(&mut *tx).await?;
+        let outcome = if let Some(task) = cancelled {
+            let note = cancel_note(CANCELLED_BY_API, reason, None);
+            Self::insert_event(&mut tx, &task, EventType::TaskCancelled, Some(&note), None).await?;
+            Transition::Done(Box::new(task))
+        } else if let Some(task) = sqlx::query_as(
             r#"
-            UPDATE tasks SET status = 'cancelled', completed_at = $2, updated_at = $2
-            WHERE id = $1 AND status = 'queued'
+            UPDATE tasks SET
+                cancel_requested_at = coalesce(cancel_requested_at, $2),
+                cancel_reason = CASE WHEN cancel_requested_at IS NULL THEN $3 ELSE cancel_reason END
+            WHERE id = $1 AND status = 'running'
             RETURNING *
             "#,
-            EventType::TaskCancelled,
-            None,
         )
-        .await
+        .bind(id)
+        .bind(at)
+        .bind(reason)
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            requested = true;
+            Transition::Done(Box::new(task))
+        } else {
+            Self::refused(&mut tx, id).await?
+        };
+        tx.commit().await?;
+        if requested {
+            // The worker is in this process: it hears at once.
+            self.wake_workers(Hint::Cancel(id));
+        }
+        Ok(outcome)
     }
 
     async fn retry(&self, id: Uuid) -> Result<Transition> {
@@ -590,7 +646,8 @@ impl Store for SqliteStore {
                 id,
                 r#"
                 UPDATE tasks SET status = 'queued', retry_count = 0, snooze_count = 0, run_at = $2,
-                                 completed_at = NULL, result = NULL, updated_at = $2
+                                 completed_at = NULL, result = NULL, cancel_requested_at = NULL,
+                         cancel_reason = NULL, updated_at = $2
                 WHERE id = $1 AND status IN ('failed', 'cancelled')
                 RETURNING *
                 "#,

@@ -61,6 +61,17 @@ async function createTask(task) {
  * Poll `check` until it returns a truthy value (which is returned), or fail with the
  * last observation once the deadline passes.
  */
+/** Clicks the open drawer's Cancel and waits for the task to show cancelled, in its status and timeline. */
+async function cancelInDrawer(page, drawer) {
+  const cancel = drawer.getByRole('button', { name: 'Cancel task' });
+  await cancel.waitFor({ state: 'visible', timeout: WAIT_MS });
+  await cancel.click();
+  await eventually(async () => (await page.locator('#detail-status').getAttribute('data-status')) === 'cancelled',
+    { message: 'the drawer to show cancelled' });
+  await eventually(async () => (await timelineEvents(page)).includes('task_cancelled'),
+    { message: 'task_cancelled in the timeline' });
+}
+
 async function eventually(check, { timeout = WAIT_MS, interval = 100, message = 'condition' } = {}) {
   const deadline = Date.now() + timeout;
   let last;
@@ -303,16 +314,33 @@ describe('taskq dashboard in a real browser', () => {
     await rowFor(page, later.id).click();
     const drawer = page.locator('#detail');
     await drawer.waitFor({ state: 'visible' });
-    const cancel = drawer.getByRole('button', { name: 'Cancel task' });
-    await cancel.waitFor({ state: 'visible', timeout: WAIT_MS });
-    await cancel.click();
-
-    await eventually(async () => (await page.locator('#detail-status').getAttribute('data-status')) === 'cancelled',
-      { message: 'the drawer to show cancelled' });
-    await eventually(async () => (await timelineEvents(page)).includes('task_cancelled'),
-      { message: 'task_cancelled in the timeline' });
+    await cancelInDrawer(page, drawer);
     await rowFor(page, later.id).and(page.locator('[data-status="cancelled"]')).waitFor({ timeout: WAIT_MS });
     assert.equal((await api(`/api/tasks/${later.id}`)).body.status, 'cancelled');
+
+    await drawer.getByRole('button', { name: 'Close' }).click();
+    await drawer.waitFor({ state: 'hidden' });
+  });
+
+  it('shows a running task\'s progress live and cancels it', STEP_TIMEOUT, async () => {
+    const long = await createTask({
+      name: `browser long ${RUN}`, type: 'sleep', payload: { ms: 60000, progress: true }, timeout_seconds: 30,
+    });
+    await rowFor(page, long.id).waitFor({ timeout: WAIT_MS });
+    await rowFor(page, long.id).click();
+    const drawer = page.locator('#detail');
+    await drawer.waitFor({ state: 'visible' });
+    // Reports every 6 s arrive over the live stream and move the bar.
+    await page.locator('#detail-progress-block').waitFor({ state: 'visible', timeout: 20000 });
+    await eventually(async () => Number(await page.locator('#detail-progress').getAttribute('value')) >= 10,
+      { message: 'the progress bar to move', timeout: 20000 });
+    assert.match(await page.locator('#detail-progress-text').textContent(), /slept \d+ of 60000 ms/);
+
+    await cancelInDrawer(page, drawer);
+    assert.ok(!(await page.locator('#detail-cancel').isVisible()), 'Cancel is not offered for a cancelled task');
+    const { body: history } = await api(`/api/tasks/${long.id}/history`);
+    assert.match(history.at(-1).error_message, /cancelled by the API; stopped by its handler/);
+    await screenshot(page, '04b-cancelled-while-running', { fullPage: false });
 
     await drawer.getByRole('button', { name: 'Close' }).click();
     await drawer.waitFor({ state: 'hidden' });

@@ -12,6 +12,7 @@ use taskq::config::WorkerConfig;
 use taskq::handlers::{Handler, HandlerError, HandlerResult, ProgressError, Registry, TaskContext};
 use taskq::store::{
     AttemptRef, Backend, EventType, Failure, FailureKind, NewTask, ProgressUpdate, Store, TaskStatus,
+    Transition,
 };
 
 use crate::api::{json_of, read_events};
@@ -124,7 +125,7 @@ async fn a_snooze_past_max_snoozes_fails_the_task_for_good(#[case] backend: Back
     checker_passes(&db.url).await;
 
     // A manual retry gives the task its snoozes back, as it does its retries.
-    let taskq::store::Transition::Done(retried) = store.retry(id).await.unwrap() else {
+    let Transition::Done(retried) = store.retry(id).await.unwrap() else {
         panic!("a failed task can be retried")
     };
     assert_eq!((retried.snooze_count, retried.retry_count), (0, 0));
@@ -487,5 +488,278 @@ async fn progress_shows_in_the_api_and_the_live_stream(#[case] backend: Backend)
     assert_eq!(done["progress"]["message"], "slept 3000 of 3000 ms");
     let rendered = taskq::metrics::handle().render();
     assert!(rendered.contains("taskq_progress_writes_total"), "/metrics counts progress writes");
+    app.stop().await;
+}
+
+/// Works until its task's cancel is requested (or `{"ms": n}` pass), then stops with a
+/// retryable error; or, with `{"ignore": true}`, pays no attention and works on.
+#[derive(Clone, Default)]
+struct Cancellable {
+    /// When each run heard of its cancel.
+    heard: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Cancellable {
+    async fn run(&self, task: TaskContext) -> HandlerResult {
+        let work = tokio::time::sleep(Duration::from_millis(task.payload["ms"].as_u64().unwrap_or(60_000)));
+        if task.payload["ignore"] == true {
+            work.await;
+            return Ok(Some(json!("done")));
+        }
+        tokio::select! {
+            () = work => Ok(Some(json!("done"))),
+            () = task.cancelled() => {
+                self.heard.lock().unwrap().push(std::time::Instant::now());
+                assert!(task.is_cancelled());
+                assert_eq!(task.progress(50, "too late").await, Err(ProgressError::Cancelled));
+                Err(HandlerError::Retryable("interrupted".into()))
+            }
+        }
+    }
+}
+
+/// A `cancellable` task running on a worker whose handlers get `grace` to stop after a
+/// cancel request.
+struct Running {
+    db: TestDb,
+    store: Arc<dyn Store>,
+    worker: Worker,
+    id: uuid::Uuid,
+}
+
+impl Running {
+    async fn start(
+        backend: Backend,
+        handler: Cancellable,
+        grace: Duration,
+        payload: serde_json::Value,
+    ) -> Self {
+        let db = TestDb::new(backend).await;
+        let store = db.store().await;
+        let mut config = worker_config();
+        config.cancel_grace = grace;
+        let worker = Worker::start(store.clone(), Arc::new(registry_with("cancellable", handler)), config);
+        let mut task = NewTask::new("cancellable", payload);
+        task.max_retries = 3;
+        let id = store.create_tasks(&[task]).await.unwrap()[0].task.id;
+        wait_for_status(&*store, id, TaskStatus::Running, DEADLINE).await;
+        Self { db, store, worker, id }
+    }
+
+    async fn history(&self) -> Vec<taskq::store::HistoryEvent> {
+        self.store.history(self.id).await.unwrap()
+    }
+
+    /// Waits a while, proves the cancelled task never ran again, and checks the database.
+    async fn stays_cancelled(self) {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let task = self.store.get_task(self.id).await.unwrap().unwrap();
+        assert_eq!(
+            (task.status, task.attempt, task.retry_count),
+            (TaskStatus::Cancelled, 1, 0),
+            "not retried"
+        );
+        self.worker.shutdown().await;
+        checker_passes(&self.db.url).await;
+    }
+}
+
+fn last_note(history: &[taskq::store::HistoryEvent]) -> String {
+    history.last().and_then(|e| e.error_message.clone()).unwrap_or_default()
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_cancelled_running_task_is_stopped_by_its_handler_within_a_second_and_not_retried(
+    #[case] backend: Backend,
+) {
+    let handler = Cancellable::default();
+    let run = Running::start(backend, handler.clone(), Duration::from_secs(10), json!({})).await;
+
+    let asked = std::time::Instant::now();
+    run.store.cancel(run.id, Some("changed my mind")).await.unwrap();
+    let cancelled = wait_for_status(&*run.store, run.id, TaskStatus::Cancelled, DEADLINE).await;
+    let heard = handler.heard.lock().unwrap()[0];
+    assert!(heard - asked < Duration::from_secs(1), "the handler heard after {:?}", heard - asked);
+    assert_eq!(cancelled.cancel_reason.as_deref(), Some("changed my mind"));
+    let history = run.history().await;
+    assert_eq!(event_types(&history), ["task_queued", "task_started", "task_cancelled"]);
+    assert_eq!(last_note(&history), "cancelled by the API (reason: changed my mind); stopped by its handler");
+    assert_eq!(history[2].worker_id.as_deref(), Some(run.worker.id()));
+    run.stays_cancelled().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_handler_that_ignores_a_cancel_is_aborted_after_the_grace(#[case] backend: Backend) {
+    let payload = json!({"ignore": true});
+    let run = Running::start(backend, Cancellable::default(), Duration::from_millis(500), payload).await;
+
+    let asked = std::time::Instant::now();
+    run.store.cancel(run.id, None).await.unwrap();
+    wait_for_status(&*run.store, run.id, TaskStatus::Cancelled, DEADLINE).await;
+    let took = asked.elapsed();
+    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(3), "cancelled after {took:?}");
+    let history = run.history().await;
+    assert_eq!(event_types(&history), ["task_queued", "task_started", "task_cancelled"]);
+    assert_eq!(last_note(&history), "cancelled by the API; aborted after the 500ms grace");
+    run.stays_cancelled().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_handler_that_succeeds_before_it_notices_a_cancel_keeps_its_success(#[case] backend: Backend) {
+    let payload = json!({"ignore": true, "ms": 700});
+    let run = Running::start(backend, Cancellable::default(), Duration::from_secs(10), payload).await;
+    run.store.cancel(run.id, None).await.unwrap();
+
+    let done = wait_for_status(&*run.store, run.id, TaskStatus::Succeeded, DEADLINE).await;
+    assert_eq!(done.result, Some(json!("done")));
+    assert!(done.cancel_requested_at.is_some(), "the request stays on record");
+    run.worker.shutdown().await;
+    checker_passes(&run.db.url).await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn a_cancel_whose_notification_was_lost_is_found_by_the_workers_poll(#[case] backend: Backend) {
+    let run = Running::start(backend, Cancellable::default(), Duration::from_secs(10), json!({})).await;
+
+    // The request as the store writes it, without its NOTIFY (or in-process wake-up).
+    let mark = "UPDATE tasks SET cancel_requested_at = updated_at WHERE id = $1";
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&run.db.url).await.unwrap();
+            sqlx::query(mark).bind(run.id).execute(&pool).await.unwrap();
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&run.db.url).await.unwrap();
+            sqlx::query(mark).bind(run.id).execute(&pool).await.unwrap();
+        }
+    }
+    let asked = std::time::Instant::now();
+    wait_for_status(&*run.store, run.id, TaskStatus::Cancelled, DEADLINE).await;
+    assert!(asked.elapsed() < Duration::from_millis(1500), "found after {:?}", asked.elapsed());
+    assert_eq!(last_note(&run.history().await), "cancelled by the API; stopped by its handler");
+    run.stays_cancelled().await;
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn every_outcome_of_a_cancel_requested_attempt_ends_its_task_cancelled(#[case] backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let names = ["retried", "snoozed", "released", "rescued", "succeeded"];
+    let created = store.create_tasks(&names.map(noop)).await.unwrap();
+    let ids: Vec<uuid::Uuid> = created.iter().map(|c| c.task.id).collect();
+    store
+        .heartbeat(&taskq::store::WorkerInfo {
+            worker_id: "w".into(),
+            concurrency: 5,
+            running: 5,
+            started_at: chrono::Utc::now(),
+            last_seen_at: chrono::Utc::now(),
+            queues: "default=5".into(),
+        })
+        .await
+        .unwrap();
+    store.claim("w", "default", 5, GRACE).await.unwrap();
+    for (id, reason) in ids.iter().zip([Some("first"), None, None, None, None]) {
+        store.cancel(*id, reason).await.unwrap();
+    }
+    // A second request keeps the first's time and reason.
+    let Transition::Done(again) = store.cancel(ids[0], Some("second")).await.unwrap() else { panic!() };
+    assert_eq!(again.cancel_reason.as_deref(), Some("first"));
+
+    let attempt = |id| AttemptRef { task_id: id, attempt: 1 };
+    let failure = |id, kind, retry_in| Failure { attempt: attempt(id), kind, error: "boom".into(), retry_in };
+    let retry = failure(ids[0], FailureKind::Error, Some(Duration::ZERO));
+    let snooze = failure(ids[1], FailureKind::Snoozed, Some(Duration::ZERO));
+    assert_eq!(store.fail("w", &[retry, snooze]).await.unwrap().len(), 2);
+    store.release("w", &[attempt(ids[2])], taskq::store::ReleaseReason::Shutdown).await.unwrap();
+    store.deregister("w").await.unwrap();
+    // The Rescuer decides a retry, as it would for any lost attempt.
+    assert!(store.rescue(10, &|_| Some(Duration::ZERO)).await.unwrap().contains(&ids[3]));
+    let done = taskq::store::Completion { attempt: attempt(ids[4]), result: None };
+    assert_eq!(store.complete("w", &[done]).await.unwrap().len(), 0, "the rescue took it too");
+
+    let notes = [
+        "cancelled by the API (reason: first); stopped by its handler",
+        "cancelled by the API; stopped by its handler",
+        "cancelled by the API; its worker shut down",
+        "cancelled by the API; its worker was lost",
+    ];
+    for (id, note) in ids.iter().zip(notes) {
+        let task = store.get_task(*id).await.unwrap().unwrap();
+        assert_eq!(
+            (task.status, task.retry_count, task.snooze_count),
+            (TaskStatus::Cancelled, 0, 0),
+            "{note}"
+        );
+        let history = store.history(*id).await.unwrap();
+        assert_eq!(event_types(&history), ["task_queued", "task_started", "task_cancelled"], "{note}");
+        assert_eq!(last_note(&history), note);
+    }
+    checker_passes(&db.url).await;
+
+    // A manual retry clears the request: the task runs again as any other.
+    let Transition::Done(retried) = store.retry(ids[0]).await.unwrap() else { panic!("retry") };
+    assert_eq!(
+        (retried.status, retried.cancel_requested_at, retried.cancel_reason),
+        (TaskStatus::Queued, None, None)
+    );
+}
+
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite)]
+#[actix_rt::test]
+async fn cancel_over_http_stops_a_running_task_with_its_reason(#[case] backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = app.create(json!({"name": "long", "type": "sleep", "payload": {"ms": 60_000}})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&id, "running", DEADLINE).await;
+    let cancel = format!("/api/tasks/{id}/cancel");
+    for (body, problem) in [
+        (json!({"reason": ""}), "reason must not be empty"),
+        (json!({"reason": 5}), "invalid JSON body"),
+        (json!({"why": "x"}), "unknown field `why`"),
+    ] {
+        let (status, error) = json_of(app.post(&cancel, &body).await).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert!(error["error"].as_str().unwrap().contains(problem), "{body}: {error}");
+    }
+
+    let (status, requested) = json_of(app.post(&cancel, &json!({"reason": "too slow"})).await).await;
+    assert_eq!((status, requested["status"].as_str()), (200, Some("running")), "{requested}");
+    assert_eq!(requested["cancel_reason"], "too slow");
+    assert!(requested["cancel_requested_at"].is_string(), "{requested}");
+    let cancelled = app.wait_for_status(&id, "cancelled", DEADLINE).await;
+    assert_eq!(cancelled["retry_count"], 0);
+    let (_, history) = json_of(app.get(&format!("/api/tasks/{id}/history")).await).await;
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event_type"], "task_cancelled");
+    assert_eq!(last["error_message"], "cancelled by the API (reason: too slow); stopped by its handler");
+    let (status, conflict) = json_of(app.post(&cancel, &json!({})).await).await;
+    assert_eq!((status, conflict["status"].as_str()), (409, Some("cancelled")));
+
+    // As TaskQueue-Go's clients do it: no body at all, on a queued task.
+    let later = app.create(json!({"name": "later", "type": "noop", "delay_seconds": 3600})).await;
+    let bare = app.client.post(app.url(&format!("/api/tasks/{}/cancel", later["id"].as_str().unwrap())));
+    let (status, cancelled) = json_of(bare.send().await.unwrap()).await;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")));
+    let rendered = taskq::metrics::handle().render();
+    assert!(rendered.contains("taskq_cancelled_attempts_total{stopped=\"handler\"}"), "/metrics counts them");
     app.stop().await;
 }

@@ -326,13 +326,19 @@ async fn cancel_and_manual_retry_follow_the_state_machine(#[case] backend: Backe
     let created = store.create_tasks(&[noop("queued"), noop("running")]).await.unwrap();
     let (queued, running) = (created[0].task.id, created[1].task.id);
     assert!(
-        matches!(store.cancel(queued).await.unwrap(), Transition::Done(t) if t.status == TaskStatus::Cancelled)
+        matches!(store.cancel(queued, None).await.unwrap(), Transition::Done(t) if t.status == TaskStatus::Cancelled)
     );
     store.claim("w", "default", 1, GRACE).await.unwrap();
-    assert_eq!(store.cancel(running).await.unwrap(), Transition::Conflict(TaskStatus::Running));
-    assert_eq!(store.cancel(queued).await.unwrap(), Transition::Conflict(TaskStatus::Cancelled));
+    // A running task's cancel is requested; it stays running until its worker stops it.
+    let Transition::Done(requested) = store.cancel(running, Some("no longer needed")).await.unwrap() else {
+        panic!("a running task's cancel can be requested")
+    };
+    assert_eq!(requested.status, TaskStatus::Running);
+    assert!(requested.cancel_requested_at.is_some());
+    assert_eq!(requested.cancel_reason.as_deref(), Some("no longer needed"));
+    assert_eq!(store.cancel(queued, None).await.unwrap(), Transition::Conflict(TaskStatus::Cancelled));
     assert_eq!(store.retry(running).await.unwrap(), Transition::Conflict(TaskStatus::Running));
-    assert_eq!(store.cancel(uuid::Uuid::now_v7()).await.unwrap(), Transition::NotFound);
+    assert_eq!(store.cancel(uuid::Uuid::now_v7(), None).await.unwrap(), Transition::NotFound);
 
     let Transition::Done(retried) = store.retry(queued).await.unwrap() else {
         panic!("retry of a cancelled task")
@@ -379,7 +385,7 @@ async fn stats_follow_every_transition(#[case] backend: Backend) {
     let mut later = noop("later");
     later.run_at = Some(Utc::now() + chrono::Duration::hours(1));
     let created = store.create_tasks(&[noop("a"), noop("b"), noop("c"), noop("d"), later]).await.unwrap();
-    store.cancel(created[3].task.id).await.unwrap();
+    store.cancel(created[3].task.id, None).await.unwrap();
     let claimed = store.claim("w", "default", 2, GRACE).await.unwrap();
     let attempt = |i: usize| AttemptRef { task_id: claimed[i].id, attempt: 1 };
     store.complete("w", &[Completion { attempt: attempt(0), result: None }]).await.unwrap();
@@ -439,7 +445,7 @@ async fn list_pages_newest_first_with_filters(#[case] backend: Backend) {
         before = page.last().map(|t| t.id);
     }
     assert_eq!(seen, ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]);
-    store.cancel(tasks[2].id).await.unwrap();
+    store.cancel(tasks[2].id, None).await.unwrap();
     let cancelled = ListFilter { status: Some(TaskStatus::Cancelled), limit: 10, ..Default::default() };
     assert_eq!(store.list_tasks(&cancelled).await.unwrap()[0].name, "t2");
     let by_type = ListFilter { task_type: Some("sleep".into()), limit: 10, ..Default::default() };
@@ -459,7 +465,7 @@ async fn prune_deletes_old_terminal_tasks_with_their_history(#[case] backend: Ba
         .complete("w", &[Completion { attempt: AttemptRef { task_id: done.id, attempt: 1 }, result: None }])
         .await
         .unwrap();
-    store.cancel(created[1].task.id).await.unwrap();
+    store.cancel(created[1].task.id, None).await.unwrap();
     let week = Duration::from_secs(7 * 86_400);
     assert_eq!(store.prune(week, week, 100).await.unwrap(), 0, "nothing is old enough");
     // A retention of zero prunes what completed before now: let the clock move past it.
@@ -600,7 +606,7 @@ async fn a_manual_retry_wakes_workers_only_if_it_requeued_the_task(#[case] backe
     cancelled.queue = "done".into();
     let cancelled = store.create_tasks(&[cancelled]).await.unwrap()[0].task.id;
     assert_eq!(next_hint().await, runnable_in("done"), "the insert's own wake-up");
-    assert!(matches!(store.cancel(cancelled).await.unwrap(), Transition::Done(_)));
+    assert!(matches!(store.cancel(cancelled, None).await.unwrap(), Transition::Done(_)));
 
     assert_eq!(store.retry(queued).await.unwrap(), Transition::Conflict(TaskStatus::Queued));
     assert_eq!(store.retry(uuid::Uuid::now_v7()).await.unwrap(), Transition::NotFound);

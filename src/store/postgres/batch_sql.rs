@@ -75,46 +75,63 @@ pub(super) const COMPLETE: &str = r#"
 /// Records failed attempts `($1 ids, $2 attempts, $3 events, $4 errors, $5 retry
 /// delays)`: requeued after the delay, or failed for good where it is NULL. A snooze
 /// (`task_snoozed`) is requeued after its delay without spending a retry, and records
-/// one event, not two. Fenced to worker `$6` and its live lease, or, when `$6` is NULL
-/// (the Rescuer), to the attempt alone. Returns the ids written.
+/// one event, not two. A task whose cancel was requested ends `cancelled` whatever the
+/// outcome, with one `task_cancelled` event noting who (`$8`), why, and how the attempt
+/// stopped (`$7`). Fenced to worker `$6` and its live lease, or, when `$6` is NULL (the
+/// Rescuer), to the attempt alone. Returns the ids written.
 pub(super) const APPLY_FAILURES: &str = r#"
     WITH input AS MATERIALIZED (
         SELECT i.*, 'running'::task_status AS running, $6::text AS worker_id, now() AS now,
                i.event = 'task_snoozed' AS snoozed
-        FROM unnest($1::uuid[], $2::int[], $3::task_event[], $4::text[], $5::float8[])
-            AS i (id, attempt, event, error, retry_in)
+        FROM unnest($1::uuid[], $2::int[], $3::task_event[], $4::text[], $5::float8[], $7::text[])
+            AS i (id, attempt, event, error, retry_in, stopped)
     ), updated AS (
         UPDATE tasks AS t SET
-            status = CASE WHEN i.retry_in IS NULL THEN 'failed' ELSE 'queued' END::task_status,
-            retry_count = t.retry_count + (i.retry_in IS NOT NULL AND NOT i.snoozed)::int,
-            snooze_count = t.snooze_count + i.snoozed::int,
-            run_at = CASE WHEN i.retry_in IS NULL THEN t.run_at
-                          ELSE now() + make_interval(secs => i.retry_in) END,
-            completed_at = CASE WHEN i.retry_in IS NULL THEN now() END,
-            last_error = CASE WHEN i.snoozed THEN t.last_error ELSE i.error END,
+            status = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                          WHEN i.retry_in IS NULL THEN 'failed'
+                          ELSE 'queued' END::task_status,
+            retry_count = t.retry_count
+                + (t.cancel_requested_at IS NULL AND i.retry_in IS NOT NULL AND NOT i.snoozed)::int,
+            snooze_count = t.snooze_count + (t.cancel_requested_at IS NULL AND i.snoozed)::int,
+            run_at = CASE WHEN t.cancel_requested_at IS NULL AND i.retry_in IS NOT NULL
+                          THEN now() + make_interval(secs => i.retry_in) ELSE t.run_at END,
+            completed_at = CASE WHEN t.cancel_requested_at IS NOT NULL OR i.retry_in IS NULL
+                                THEN now() END,
+            last_error = CASE WHEN i.snoozed OR i.event = 'task_cancelled' THEN t.last_error
+                              ELSE i.error END,
             locked_until = NULL,
             updated_at = now()
         FROM input AS i
         WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
           AND (i.worker_id IS NULL OR (t.worker_id = i.worker_id AND t.locked_until >= i.now))
         RETURNING t.id, t.status, t.retry_count, t.worker_id, t.run_at, t.started_event_id,
-                  t.started_at, i.event, i.error, i.snoozed,
+                  t.started_at, t.cancel_reason, i.event, i.error, i.stopped,
+                  i.snoozed AND t.status = 'queued' AS snoozed,
                   CASE WHEN (t.progress ->> 'attempt')::int = t.attempt
                        THEN (t.progress ->> 'at')::timestamptz END AS progress_at
     ), history AS (
         INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id,
                                   error_message, next_run_at, started_id, started_at, progress_at)
-        SELECT u.id, e.event_type, u.status, u.retry_count, u.worker_id, u.error, e.next_run_at,
+        SELECT u.id, e.event_type, u.status, u.retry_count, u.worker_id, e.note, e.next_run_at,
                e.started_id, e.started_at, e.progress_at
         FROM updated AS u
         CROSS JOIN LATERAL (VALUES
-            (1, u.event, CASE WHEN u.snoozed THEN u.run_at END, u.started_event_id, u.started_at,
-             u.progress_at),
-            (2, CASE WHEN u.snoozed THEN NULL
-                     WHEN u.status = 'failed' THEN 'task_failed_final'
-                     ELSE 'retry_scheduled' END::task_event,
-                CASE WHEN u.status = 'queued' THEN u.run_at END, NULL, NULL, NULL)
-        ) AS e (ord, event_type, next_run_at, started_id, started_at, progress_at)
+            (1,
+             CASE WHEN u.status = 'cancelled' THEN 'task_cancelled'
+                  -- A cancel without a request (none is sent) is a failure like another.
+                  WHEN u.event = 'task_cancelled' THEN 'task_failed'
+                  ELSE u.event END::task_event,
+             CASE WHEN u.status = 'cancelled'
+                  THEN 'cancelled by ' || $8 || coalesce(' (reason: ' || u.cancel_reason || ')', '')
+                       || '; ' || u.stopped
+                  ELSE u.error END,
+             CASE WHEN u.snoozed THEN u.run_at END, u.started_event_id, u.started_at, u.progress_at),
+            (2, CASE WHEN u.status = 'failed' THEN 'task_failed_final'
+                     WHEN u.status = 'queued' AND NOT u.snoozed THEN 'retry_scheduled'
+                END::task_event,
+                u.error, CASE WHEN u.status = 'queued' AND NOT u.snoozed THEN u.run_at END,
+                NULL, NULL, NULL)
+        ) AS e (ord, event_type, note, next_run_at, started_id, started_at, progress_at)
         WHERE e.event_type IS NOT NULL
         ORDER BY u.id, e.ord
     )
@@ -122,24 +139,38 @@ pub(super) const APPLY_FAILURES: &str = r#"
 "#;
 
 /// Puts worker `$3`'s attempts `($1 ids, $2 attempts)` back in the queue unstarted, with
-/// the note `$4`; returns the ids written.
+/// the note `$4`; returns the ids written. A task whose cancel was requested ends
+/// `cancelled` instead (noting who, `$5`, why, and how, `$6`): it never goes back to
+/// the queue.
 pub(super) const RELEASE: &str = r#"
     WITH input AS MATERIALIZED (
         SELECT i.*, 'running'::task_status AS running, $3::text AS worker_id
         FROM unnest($1::uuid[], $2::int[]) AS i (id, attempt)
     ), updated AS (
-        UPDATE tasks AS t SET status = 'queued', locked_until = NULL, updated_at = now()
+        UPDATE tasks AS t SET
+            status = CASE WHEN t.cancel_requested_at IS NULL THEN 'queued'
+                          ELSE 'cancelled' END::task_status,
+            completed_at = CASE WHEN t.cancel_requested_at IS NOT NULL THEN now() END,
+            locked_until = NULL,
+            updated_at = now()
         FROM input AS i
         WHERE t.id = i.id AND t.status = i.running AND t.attempt = i.attempt
           AND t.worker_id = i.worker_id
-        RETURNING t.id, t.retry_count, t.worker_id, t.started_event_id, t.started_at,
+        RETURNING t.id, t.status, t.retry_count, t.worker_id, t.started_event_id, t.started_at,
+                  t.cancel_reason,
                   CASE WHEN (t.progress ->> 'attempt')::int = t.attempt
                        THEN (t.progress ->> 'at')::timestamptz END AS progress_at
     ), history AS (
         INSERT INTO task_history (task_id, event_type, status, retry_count, worker_id, error_message,
                                   started_id, started_at, progress_at)
-        SELECT id, 'task_requeued', 'queued', retry_count, worker_id, $4, started_event_id, started_at,
-               progress_at
+        SELECT id,
+               CASE WHEN status = 'cancelled' THEN 'task_cancelled' ELSE 'task_requeued' END::task_event,
+               status, retry_count, worker_id,
+               CASE WHEN status = 'cancelled'
+                    THEN 'cancelled by ' || $5 || coalesce(' (reason: ' || cancel_reason || ')', '')
+                         || '; ' || $6
+                    ELSE $4 END,
+               started_event_id, started_at, progress_at
         FROM updated
     )
     SELECT id FROM updated
@@ -272,10 +303,11 @@ mod tests {
             let failures = |event: &str, retry_in: &str, worker: &str| {
                 format!(
                     "{ids}, array_fill(1, ARRAY[{n}]), array_fill('{event}'::task_event, ARRAY[{n}]), \
-                     array_fill('e'::text, ARRAY[{n}]), array_fill({retry_in}::float8, ARRAY[{n}]), {worker}"
+                     array_fill('e'::text, ARRAY[{n}]), array_fill({retry_in}::float8, ARRAY[{n}]), {worker}, \
+                     array_fill('stopped'::text, ARRAY[{n}]), 'the API'"
                 )
             };
-            let failure_types = "uuid[], int[], task_event[], text[], float8[], text";
+            let failure_types = "uuid[], int[], task_event[], text[], float8[], text, text[], text";
             vec![
                 ("claim", CLAIM, "bigint, text, float8, text", format!("{n}, 'w2', 10, 'default'")),
                 (
@@ -289,8 +321,8 @@ mod tests {
                 (
                     "release",
                     RELEASE,
-                    "uuid[], int[], text, text",
-                    format!("{ids}, array_fill(1, ARRAY[{n}]), 'w', 'note'"),
+                    "uuid[], int[], text, text, text, text",
+                    format!("{ids}, array_fill(1, ARRAY[{n}]), 'w', 'note', 'the API', 'stopped'"),
                 ),
                 (
                     "progress",

@@ -4,10 +4,10 @@
 
 use uuid::Uuid;
 
-use super::super::{BulkAction, EventType, Result, Task};
+use super::super::{BulkAction, CANCELLED_BY_BULK, EventType, Result, Task, cancel_note};
 use super::{SqliteStore, now};
 
-const CANCEL: &str = r#"
+pub(super) const CANCEL: &str = r#"
     UPDATE tasks SET status = 'cancelled', completed_at = $2, updated_at = $2
     WHERE id = $1 AND status = 'queued'
     RETURNING *
@@ -15,7 +15,8 @@ const CANCEL: &str = r#"
 
 const RETRY: &str = r#"
     UPDATE tasks SET status = 'queued', retry_count = 0, snooze_count = 0, run_at = $2,
-                     completed_at = NULL, result = NULL, updated_at = $2
+                     completed_at = NULL, result = NULL, cancel_requested_at = NULL,
+                         cancel_reason = NULL, updated_at = $2
     WHERE id = $1 AND status IN ('failed', 'cancelled')
     RETURNING *
 "#;
@@ -33,8 +34,8 @@ pub(super) async fn act(
     action: BulkAction,
 ) -> Result<Vec<(Uuid, String)>> {
     let (sql, event) = match action {
-        BulkAction::Cancel => (CANCEL, Some((EventType::TaskCancelled, None))),
-        BulkAction::Retry => (RETRY, Some((EventType::TaskRequeued, Some("manual retry")))),
+        BulkAction::Cancel => (CANCEL, Some(EventType::TaskCancelled)),
+        BulkAction::Retry => (RETRY, Some(EventType::TaskRequeued)),
         BulkAction::Delete => (DELETE, None),
     };
     let mut tx = store.write().await?;
@@ -46,8 +47,12 @@ pub(super) async fn act(
             continue;
         };
         // A deleted task's events go with it (the foreign key cascades).
-        if let Some((event, note)) = event {
-            SqliteStore::insert_event(&mut tx, &task, event, note, None).await?;
+        if let Some(event) = event {
+            let note = match event {
+                EventType::TaskCancelled => cancel_note(CANCELLED_BY_BULK, None, None),
+                _ => "manual retry".to_owned(),
+            };
+            SqliteStore::insert_event(&mut tx, &task, event, Some(&note), None).await?;
         }
         changed.push((task.id, task.queue));
     }
