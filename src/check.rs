@@ -1414,6 +1414,7 @@ mod tests {
                 started_at: None,
                 completed_at: None,
                 queue: queue.into(),
+                concurrency_key: None,
                 schedule: None,
                 tick_at: None,
             };

@@ -153,9 +153,16 @@ impl Handler<TaskMsg> for Executor {
             attempt = task.attempt,
             worker_id = %self.worker_id,
         );
-        let join = handler_runtime().spawn(async move { handler.run(context).await }.instrument(span));
+        let start_in = msg.start_in;
+        let run = async move {
+            if !start_in.is_zero() {
+                tokio::time::sleep(start_in).await;
+            }
+            handler.run(context).await
+        };
+        let join = handler_runtime().spawn(run.instrument(span));
         self.current = Some(Running { attempt, abort: join.abort_handle() });
-        let timeout = Duration::from_secs(task.timeout_seconds.max(1) as u64);
+        let timeout = Duration::from_secs(task.timeout_seconds.max(1) as u64) + start_in;
         let started = Instant::now();
         ctx.spawn(
             tokio::time::timeout(timeout, join)

@@ -21,7 +21,7 @@ use crate::store;
     paths(
         tasks::create, tasks::create_batch, tasks::list, tasks::get, tasks::history,
         tasks::cancel, tasks::retry, bulk::bulk, tasks::task_types, ops::stats, stream::stream,
-        queues::list, queues::get, queues::update, queues::pause, queues::resume,
+        queues::list, queues::get, queues::update, queues::update_type, queues::pause, queues::resume,
         schedules::create, schedules::list, schedules::get, schedules::update, schedules::delete,
         schedules::pause, schedules::resume, schedules::trigger
     ),
@@ -29,7 +29,8 @@ use crate::store;
         validate::CreateTask, validate::CreateBatch, tasks::TaskList, tasks::ErrorBody, tasks::TaskTypes,
         store::Task, store::HistoryEvent, store::TaskEvent, store::TaskStatus, store::EventType,
         store::Stats, store::Throughput, store::MinuteThroughput, store::WorkerInfo,
-        store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue,
+        store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue, queues::UpdateType,
+        store::TypeSettings, store::flow::RateLimitJson, store::flow::HoldReason, tasks::TaskDetail,
         bulk::BulkRequest, search::TaskQuery, store::BulkAction, store::BulkOutcome,
         store::Schedule, store::TaskTemplate, store::CatchUp, store::Leader, schedules::CreateSchedule,
         schedules::UpdateSchedule, schedules::ScheduleList

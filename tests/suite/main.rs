@@ -3,6 +3,7 @@
 
 mod api;
 mod engine;
+mod flow;
 mod group;
 mod helpers;
 mod oversized;
