@@ -243,7 +243,7 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
     let mut source = Source::open(url).await?;
     let mut report = Report::default();
     let now = source.now().await?;
-    let has_ledger = source.has_ledger().await?;
+    let has_ledger = source.has_table(LEDGER_TABLE).await?;
     let mut queues = QueueCheck::new(source.queue_history().await?);
     let mut schedules = schedules::ScheduleCheck::new(source.schedule_facts().await?);
     let mut acknowledged: Vec<Uuid> = options.acknowledged.clone();
@@ -1221,15 +1221,19 @@ impl Source {
         }
     }
 
-    async fn has_ledger(&mut self) -> Result<bool, CheckError> {
+    /// Whether the database has `table`: the ledger is optional, and a database from
+    /// before named queues or schedules lacks their tables.
+    async fn has_table(&mut self, table: &str) -> Result<bool, CheckError> {
         match self {
-            Self::Postgres(tx) => Ok(sqlx::query_scalar("SELECT to_regclass('taskq_ledger') IS NOT NULL")
+            Self::Postgres(tx) => Ok(sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(table)
                 .fetch_one(&mut **tx)
                 .await?),
             Self::Sqlite(tx) => {
                 let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'taskq_ledger'",
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
                 )
+                .bind(table)
                 .fetch_one(&mut **tx)
                 .await?;
                 Ok(n > 0)
@@ -1241,27 +1245,12 @@ impl Source {
     async fn queue_history(&mut self) -> Result<Vec<QueueEvent>, CheckError> {
         const SQL: &str =
             "SELECT id, queue, event, max_running, created_at FROM queue_history ORDER BY queue, id";
+        if !self.has_table("queue_history").await? {
+            return Ok(Vec::new());
+        }
         let rows: Vec<QueueEventRow> = match self {
-            Self::Postgres(tx) => {
-                let exists: bool = sqlx::query_scalar("SELECT to_regclass('queue_history') IS NOT NULL")
-                    .fetch_one(&mut **tx)
-                    .await?;
-                if !exists {
-                    return Ok(Vec::new());
-                }
-                sqlx::query_as(SQL).fetch_all(&mut **tx).await?
-            }
-            Self::Sqlite(tx) => {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'queue_history'",
-                )
-                .fetch_one(&mut **tx)
-                .await?;
-                if n == 0 {
-                    return Ok(Vec::new());
-                }
-                sqlx::query_as(SQL).fetch_all(&mut **tx).await?
-            }
+            Self::Postgres(tx) => sqlx::query_as(SQL).fetch_all(&mut **tx).await?,
+            Self::Sqlite(tx) => sqlx::query_as(SQL).fetch_all(&mut **tx).await?,
         };
         Ok(rows.into_iter().filter_map(QueueEventRow::into_event).collect())
     }
