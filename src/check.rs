@@ -46,6 +46,7 @@ use uuid::Uuid;
 
 mod leases;
 mod queues;
+mod retries;
 mod schedules;
 #[cfg(test)]
 mod test_support;
@@ -54,6 +55,7 @@ use crate::backoff::RetryPolicy;
 use crate::store::{EventType, HistoryEvent, Task, TaskStatus};
 use queues::QueueCheck;
 pub use queues::{QueueEvent, QueueEventKind};
+use retries::is_manual_retry;
 
 /// The table a test handler records its runs in.
 pub const LEDGER_TABLE: &str = "taskq_ledger";
@@ -412,9 +414,6 @@ fn is_failure(event: EventType) -> bool {
     matches!(event, EventType::TaskFailed | EventType::TimeoutOccurred | EventType::WorkerLockExpired)
 }
 
-/// The note `Store::retry` writes on a manual retry's `task_requeued`.
-const MANUAL_RETRY: &str = "manual retry";
-
 impl TaskCheck<'_> {
     fn violation(&mut self, invariant: Invariant, detail: String) {
         self.violations.push(Violation { invariant, task_id: Some(self.task.id), detail });
@@ -423,7 +422,6 @@ impl TaskCheck<'_> {
     /// Walks the history through the state machine; returns the attempts it saw.
     fn history(&mut self, history: &[HistoryEvent]) -> Vec<Attempt> {
         let task = self.task;
-        let slack = slack(self.options);
         let mut attempts: Vec<Attempt> = Vec::new();
         let Some(first) = history.first() else {
             self.violation(Invariant::HistoryShape, "the task has no history".into());
@@ -477,9 +475,7 @@ impl TaskCheck<'_> {
 
             // Invariant 8: after a terminal state only a manual retry.
             if let Some(terminal) = previous.filter(|s| s.is_terminal()) {
-                let manual = kind == EventType::TaskRequeued
-                    && event.error_message.as_deref() == Some(MANUAL_RETRY)
-                    && terminal != TaskStatus::Succeeded;
+                let manual = is_manual_retry(event) && terminal != TaskStatus::Succeeded;
                 if !manual {
                     self.violation(
                         Invariant::TerminalIsFinal,
@@ -514,18 +510,7 @@ impl TaskCheck<'_> {
                             format!("task_started (event {}) from status {previous:?}", event.id),
                         );
                     }
-                    if let Some(due) = due.take()
-                        && event.created_at + slack < due
-                    {
-                        self.violation(
-                            Invariant::BackoffBounds,
-                            format!(
-                                "attempt {} started at {} before its retry was due at {due}",
-                                attempts.len() + 1,
-                                event.created_at
-                            ),
-                        );
-                    }
+                    self.started_when_due(event, due.take(), attempts.len() + 1);
                     if let Some(open) = attempts.last_mut().filter(|a| a.end.is_none()) {
                         open.end = Some(EventType::TaskStarted);
                         open.ended_at = Some(event.created_at);
@@ -573,16 +558,7 @@ impl TaskCheck<'_> {
                         );
                     }
                     retries += 1;
-                    if event.retry_count != retries {
-                        self.violation(
-                            Invariant::Retries,
-                            format!(
-                                "retry_scheduled (event {}) says retry {}, but it is retry {retries}",
-                                event.id, event.retry_count
-                            ),
-                        );
-                    }
-                    self.backoff(event);
+                    self.retry_scheduled(event, retries);
                     due = event.next_run_at;
                     state = Some(TaskStatus::Queued);
                 }
@@ -596,20 +572,7 @@ impl TaskCheck<'_> {
                                 event.id
                             ),
                         ),
-                        // Retries left: only a fatal handler error may fail the task.
-                        Some(cause)
-                            if event.retry_count < task.max_retries
-                                && cause.event_type != EventType::TaskFailed =>
-                        {
-                            self.violation(
-                                Invariant::Retries,
-                                format!(
-                                    "failed for good after {:?} with {} of {} retries used",
-                                    cause.event_type, event.retry_count, task.max_retries
-                                ),
-                            )
-                        }
-                        Some(_) => {}
+                        Some(cause) => self.failed_for_good(event, cause),
                     }
                     state = Some(TaskStatus::Failed);
                 }
@@ -636,45 +599,10 @@ impl TaskCheck<'_> {
                             format!("task_requeued (event {}) from status {other:?}", event.id),
                         ),
                     }
-                    if event.retry_count != retries {
-                        self.violation(
-                            Invariant::Retries,
-                            format!(
-                                "task_requeued (event {}) records retry count {}, expected {retries}",
-                                event.id, event.retry_count
-                            ),
-                        );
-                    }
                     state = Some(TaskStatus::Queued);
                 }
             }
-            if !matches!(kind, EventType::RetryScheduled | EventType::TaskRequeued | EventType::TaskQueued)
-                && event.retry_count != retries
-                && !is_failure(kind)
-                && kind != EventType::TaskFailedFinal
-            {
-                self.violation(
-                    Invariant::Retries,
-                    format!(
-                        "{kind:?} (event {}) records retry count {}, expected {retries}",
-                        event.id, event.retry_count
-                    ),
-                );
-            }
-            if is_failure(kind) || kind == EventType::TaskFailedFinal {
-                // A failure event carries the count after its decision.
-                let after_decision = if event.status == TaskStatus::Queued { retries + 1 } else { retries };
-                let expected = if kind == EventType::TaskFailedFinal { retries } else { after_decision };
-                if event.retry_count != expected {
-                    self.violation(
-                        Invariant::Retries,
-                        format!(
-                            "{kind:?} (event {}) records retry count {}, expected {expected}",
-                            event.id, event.retry_count
-                        ),
-                    );
-                }
-            }
+            self.recorded_retries(event, retries);
         }
         if let Some(failure) = pending_failure {
             self.violation(
@@ -693,19 +621,7 @@ impl TaskCheck<'_> {
                 format!("succeeded with {successes} task_succeeded events"),
             );
         }
-        // Invariant 4.
-        if task.retry_count != retries {
-            self.violation(
-                Invariant::Retries,
-                format!("retry_count is {} but the history scheduled {retries} retries", task.retry_count),
-            );
-        }
-        if task.retry_count > task.max_retries {
-            self.violation(
-                Invariant::Retries,
-                format!("retry_count {} exceeds max_retries {}", task.retry_count, task.max_retries),
-            );
-        }
+        self.retry_count(retries);
         // Invariant 3: the last event agrees with the task.
         if state != Some(task.status) {
             self.violation(
@@ -716,29 +632,6 @@ impl TaskCheck<'_> {
         self.same_transaction(history, &attempts);
         self.settled();
         attempts
-    }
-
-    /// Invariant 9: the delay lies within the policy's bounds.
-    fn backoff(&mut self, event: &HistoryEvent) {
-        let Some(next_run_at) = event.next_run_at else {
-            self.violation(
-                Invariant::BackoffBounds,
-                format!("retry_scheduled (event {}) has no next_run_at", event.id),
-            );
-            return;
-        };
-        let (low, high) = self.options.policy.bounds(self.task.backoff_seconds, event.retry_count);
-        let delay = (next_run_at - event.created_at).to_std().unwrap_or_default();
-        let tolerance = Duration::from_millis(100);
-        if delay + tolerance < low || delay > high + tolerance {
-            self.violation(
-                Invariant::BackoffBounds,
-                format!(
-                    "retry {} waits {delay:?}, outside {low:?}..{high:?} (backoff_seconds {})",
-                    event.retry_count, self.task.backoff_seconds
-                ),
-            );
-        }
     }
 
     /// Invariant 10: the task row carries the marks of its last event's transaction.
@@ -995,24 +888,6 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_outside_the_backoff_bounds_is_a_violation() {
-        let mut story = Story::new();
-        // Retry 1 with backoff 1 s may wait 1.0–1.25 s; this one waits 3 s.
-        story.start(10, "a").retry(100, EventType::TaskFailed, 3_000);
-        assert_eq!(broken(&story.verify(vec![], &Options::default())), [9]);
-    }
-
-    #[test]
-    fn a_timeout_may_not_fail_a_task_that_has_retries_left() {
-        let mut story = Story::new();
-        story.start(10, "a");
-        story.task.completed_at = Some(at(100));
-        story.event(100, EventType::TimeoutOccurred, TaskStatus::Failed, None);
-        story.event(100, EventType::TaskFailedFinal, TaskStatus::Failed, None);
-        assert_eq!(broken(&story.verify(vec![], &Options::default())), [4]);
-    }
-
-    #[test]
     fn a_change_without_its_event_is_a_violation() {
         let mut story = Story::new();
         story.start(10, "a");
@@ -1031,23 +906,6 @@ mod tests {
         assert_eq!(broken(&story.verify(vec![], &settled)), [2]);
         assert!(story.verify(vec![], &Options::default()).passed());
         assert_eq!(broken(&Story::new().verify(vec![], &settled)), [2]);
-    }
-
-    #[test]
-    fn a_manual_retry_restores_the_retries_and_is_the_only_way_out_of_a_terminal_state() {
-        let mut story = Story::new();
-        story.task.max_retries = 0;
-        story.start(10, "a");
-        story.event(20, EventType::TaskFailed, TaskStatus::Failed, None);
-        story.event(20, EventType::TaskFailedFinal, TaskStatus::Failed, None);
-        story.event(30, EventType::TaskRequeued, TaskStatus::Queued, None);
-        story.events.last_mut().unwrap().error_message = Some(MANUAL_RETRY.into());
-        story.start(40, "b").event(50, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
-        let report = story.verify(vec![story.run(2, "b", 41, Some(49))], &Options::default());
-        assert!(report.passed(), "{:#?}", report.violations);
-
-        story.events[4].error_message = None;
-        assert_eq!(broken(&story.verify(vec![story.run(2, "b", 41, Some(49))], &Options::default())), [8]);
     }
 
     #[test]
