@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Invariant, TaskCheck, is_failure, slack};
+use super::lifecycle::is_failure;
+use super::{Invariant, TaskCheck, slack};
 use crate::store::{EventType, HistoryEvent, TaskStatus};
 
 /// The note `Store::retry` writes on a manual retry's `task_requeued`.

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{LedgerRun, Options, Report, is_failure, verify};
+use super::lifecycle::is_failure;
+use super::{LedgerRun, Options, Report, verify};
 use crate::store::{EventType, HistoryEvent, Task, TaskStatus};
 
 pub(super) fn at(ms: i64) -> DateTime<Utc> {
