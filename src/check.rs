@@ -23,10 +23,12 @@
 //! | 12 | no task of a queue starts while the queue is paused (after the pause was acknowledged) |
 //! | 13 | no more than a queue's `max_running` of its attempts overlap when one of them starts |
 //! | 14–16 | schedules: one task per tick, gaps only while no process led or while paused, nothing enqueued while paused (see `schedules`) |
+//! | 17 | no two starts under a queue's or a type's rate limit closer than `per / max` (so no window of `per` holds more than `max`) |
+//! | 18 | no more attempts of a queue with one concurrency key overlap than the key limit when one of them starts |
 //!
 //! Each family of invariants has its module. `lifecycle` walks every history through
 //! the state machine (2, 3, 5, 8, 10) and hands each step to `retries` (4, 9) and
-//! `leases` (6, 7, 11) as it meets it; `queues` (12, 13) and `schedules` (14–16)
+//! `leases` (6, 7, 11) as it meets it; `queues` (12, 13), `schedules` (14–16) and `limits` (17, 18)
 //! collect what they need page by page and judge it once every page is read. This
 //! module reads the database and runs them.
 //!
@@ -52,6 +54,7 @@ use uuid::Uuid;
 
 mod leases;
 mod lifecycle;
+mod limits;
 mod queues;
 mod retries;
 mod schedules;
@@ -60,6 +63,8 @@ mod test_support;
 
 use crate::backoff::RetryPolicy;
 use crate::store::{EventType, HistoryEvent, Task};
+use limits::FlowCheck;
+pub use limits::{FlowEvent, FlowScope};
 use queues::QueueCheck;
 pub use queues::{QueueEvent, QueueEventKind};
 
@@ -142,6 +147,8 @@ pub enum Invariant {
     ScheduleTickOnce = 14,
     ScheduleGap = 15,
     SchedulePaused = 16,
+    RateLimit = 17,
+    KeyLimit = 18,
 }
 
 impl Invariant {
@@ -198,6 +205,9 @@ pub struct Report {
     /// For each queue that ever had a limit: the most of its attempts that overlapped
     /// the start of one of them (whatever the limit was then).
     pub peak_running: BTreeMap<String, usize>,
+    /// For each queue with keyed tasks: the most attempts with one key that overlapped
+    /// the start of one of them.
+    pub peak_per_key: BTreeMap<String, usize>,
     /// Tasks enqueued for a schedule's tick.
     pub scheduled_ticks: usize,
     /// Ticks with no task that fell while no process led or while their schedule was
@@ -254,6 +264,7 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
     let now = source.now().await?;
     let has_ledger = source.has_table(LEDGER_TABLE).await?;
     let mut queues = QueueCheck::new(source.queue_history().await?);
+    let mut flow = FlowCheck::new(source.flow_history().await?);
     let mut schedules = schedules::ScheduleCheck::new(source.schedule_facts().await?);
     let mut acknowledged: Vec<Uuid> = options.acknowledged.clone();
     acknowledged.sort_unstable();
@@ -274,7 +285,7 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
         }
         report.events += history.len();
         report.ledger_runs += ledger.len();
-        verify_page(&tasks, history, ledger, options, now, &mut queues, &mut report);
+        verify_page(&tasks, history, ledger, options, now, (&mut queues, &mut flow), &mut report);
         schedules.observe(&tasks);
         after = Some(last);
         if (tasks.len() as i64) < PAGE {
@@ -283,6 +294,7 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
     }
     source.close().await;
     queues.sweep(&mut report);
+    flow.sweep(&mut report);
     schedules.sweep(options, now, &mut report);
 
     for (id, _) in acknowledged.iter().zip(&found).filter(|(_, found)| !**found) {
@@ -296,8 +308,8 @@ pub async fn check(url: &str, options: &Options) -> Result<Report, CheckError> {
     Ok(report)
 }
 
-/// Verifies tasks, their events, ledger runs and the queues' settings history already
-/// in memory (a test's hand-made history, or a whole small database). `now` is the
+/// Verifies tasks, their events, ledger runs and the queues' (and task types') settings
+/// history already in memory (a test's hand-made history, or a whole small database). `now` is the
 /// database's time.
 ///
 /// For invariants 12 and 13 an attempt runs from its `task_started` to the first later
@@ -311,13 +323,16 @@ pub fn verify(
     history: Vec<HistoryEvent>,
     ledger: Vec<LedgerRun>,
     queue_history: Vec<QueueEvent>,
+    flow_history: Vec<FlowEvent>,
     options: &Options,
     now: DateTime<Utc>,
 ) -> Report {
     let mut report = Report { events: history.len(), ledger_runs: ledger.len(), ..Report::default() };
     let mut queues = QueueCheck::new(queue_history);
-    verify_page(tasks, history, ledger, options, now, &mut queues, &mut report);
+    let mut flow = FlowCheck::new(flow_history);
+    verify_page(tasks, history, ledger, options, now, (&mut queues, &mut flow), &mut report);
     queues.sweep(&mut report);
+    flow.sweep(&mut report);
     let stored: std::collections::HashSet<Uuid> = tasks.iter().map(|t| t.id).collect();
     for id in options.acknowledged.iter().filter(|id| !stored.contains(id)) {
         report.lost += 1;
@@ -336,7 +351,7 @@ fn verify_page(
     ledger: Vec<LedgerRun>,
     options: &Options,
     now: DateTime<Utc>,
-    queues: &mut QueueCheck,
+    (queues, flow): (&mut QueueCheck, &mut FlowCheck),
     report: &mut Report,
 ) {
     let mut events: HashMap<Uuid, Vec<HistoryEvent>> = HashMap::new();
@@ -367,6 +382,7 @@ fn verify_page(
         report.repeated_runs += task_runs.len().saturating_sub(1);
         checker.ledger(&attempts, &task_runs);
         queues.attempts(task, &attempts, &mut report.violations);
+        flow.attempts(task, &attempts);
     }
     // Ledger rows of tasks that do not exist (or belong to no task in this page, which
     // cannot happen: pages cover id ranges).

@@ -276,7 +276,7 @@ mod tests {
         let tasks: Vec<Task> = stories.iter().map(|s| s.task.clone()).collect();
         let events = stories.iter().flat_map(|s| s.events.clone()).collect();
         let options = Options { ledger_types: vec![], ..Options::default() };
-        verify(&tasks, events, vec![], queue_history, &options, at(600_000))
+        verify(&tasks, events, vec![], queue_history, vec![], &options, at(600_000))
     }
 
     fn queue_event(

@@ -112,7 +112,15 @@ impl Story {
     }
 
     pub(super) fn verify(&self, runs: Vec<LedgerRun>, options: &Options) -> Report {
-        verify(std::slice::from_ref(&self.task), self.events.clone(), runs, vec![], options, at(600_000))
+        verify(
+            std::slice::from_ref(&self.task),
+            self.events.clone(),
+            runs,
+            vec![],
+            vec![],
+            options,
+            at(600_000),
+        )
     }
 
     pub(super) fn run(&self, attempt: i32, worker: &str, from: i64, to: Option<i64>) -> LedgerRun {

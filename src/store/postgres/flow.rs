@@ -21,8 +21,9 @@ use crate::store::flow::{
 };
 use crate::store::{Claim, NewTask, Result, TYPE_COLUMNS, Task, TypeChange, TypeRow, TypeSettings};
 
-/// Takes the planned tasks: running from their slots, leased for their timeout plus
-/// `$4` seconds after them. Returns them in no particular order.
+/// Takes the planned tasks: running from their slots (the start and its event carry the
+/// slot's time, as a head-of-queue claim's carry the claim's), leased for their timeout
+/// plus `$4` seconds after them. Returns them in no particular order.
 const TAKE: &str = r#"
     WITH input AS MATERIALIZED (
         SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) AS i (id, at)
@@ -32,7 +33,7 @@ const TAKE: &str = r#"
         worker_id = $3,
         attempt = t.attempt + 1,
         started_at = i.at,
-        updated_at = clock_timestamp(),
+        updated_at = i.at,
         locked_until = i.at + make_interval(secs => t.timeout_seconds + $4),
         started_event_id = nextval('task_history_id_seq')
     FROM input AS i

@@ -61,7 +61,7 @@ impl SqliteStore {
             let task: Task = sqlx::query_as(
                 r#"
                 UPDATE tasks SET status = 'running', worker_id = $2, attempt = attempt + 1,
-                                 started_at = $3, updated_at = $4, locked_until = $5
+                                 started_at = $3, updated_at = $3, locked_until = $4
                 WHERE id = $1
                 RETURNING *
                 "#,
@@ -69,7 +69,6 @@ impl SqliteStore {
             .bind(id)
             .bind(worker_id)
             .bind(start)
-            .bind(at)
             .bind(*start + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX))
             .fetch_one(&mut *tx)
             .await?;
