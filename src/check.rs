@@ -395,6 +395,15 @@ fn verify_page(
     }
 }
 
+/// A time as microseconds since the epoch: how the sweeps of attempts keep it.
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(at: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// One attempt as the history tells it.
 #[derive(Debug, Clone)]
 struct Attempt {

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Attempt, CheckError, Invariant, Report, Source, Violation};
+use super::{Attempt, CheckError, Invariant, Report, Source, Violation, from_micros, micros};
 use crate::store::Task;
 use crate::store::flow::{LOOKAHEAD, RateLimit};
 
@@ -66,14 +66,6 @@ struct KeyedAttempt {
     task_id: Uuid,
     attempt: i32,
     task_type: String,
-}
-
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
-}
-
-fn from_micros(at: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(at).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The settings a list of changes gives at `at`: the latest change before then.

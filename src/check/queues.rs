@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Attempt, CheckError, Invariant, Report, Source, Violation};
+use super::{Attempt, CheckError, Invariant, Report, Source, Violation, from_micros, micros};
 use crate::store::Task;
 
 /// What a change of a queue's settings did, as `queue_history` records it.
@@ -72,14 +72,6 @@ struct QueueAttempt {
     task_id: Uuid,
     attempt: i32,
     queue: u32,
-}
-
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
-}
-
-fn from_micros(at: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(at).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// A span a queue was paused: from a pause's acknowledgement to the next resume's

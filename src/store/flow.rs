@@ -251,6 +251,14 @@ pub(crate) fn hold_reason(
     })
 }
 
+/// Queue `$1`'s row as a claim reads it, with `$2` as the time.
+pub(crate) const QUEUE_FLOW_AT: &str = "SELECT paused, max_running, rate_max, rate_per_ms, rate_tat, max_per_key, keyed, \
+     $2 AS now FROM queues WHERE name = $1";
+
+/// The rows of the task types with flow settings, as a claim reads them.
+pub(crate) const TYPE_FLOWS: &str =
+    "SELECT name, rate_max, rate_per_ms, rate_tat, max_per_key FROM task_types";
+
 /// The queue's running tasks per concurrency key (`NULL` for those without), `$1` the
 /// queue.
 pub(crate) const RUNNING_BY_KEY: &str =

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::{PgStore, QUEUE_LOCK_CLASS};
 use crate::store::flow::{
-    CANDIDATES, CANDIDATES_SQL, Candidate, FlowState, HoldReason, Plan, QueueFlowRow, RUNNING_BY_KEY,
-    RateLimit, TypeFlowRow, hold_reason,
+    CANDIDATES, CANDIDATES_SQL, Candidate, FlowState, HoldReason, Plan, QUEUE_FLOW_AT, QueueFlowRow,
+    RUNNING_BY_KEY, RateLimit, TYPE_FLOWS, TypeFlowRow, hold_reason,
 };
 use crate::store::{Claim, NewTask, Result, TYPE_COLUMNS, Task, TypeChange, TypeRow, TypeSettings};
 
@@ -76,11 +76,8 @@ impl PgStore {
         if settings.paused {
             return Ok(Some(Claim::default()));
         }
-        let types: Vec<TypeFlowRow> = sqlx::query_as(
-            "SELECT name, rate_max, rate_per_ms, rate_tat, max_per_key FROM task_types ORDER BY name FOR UPDATE",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let types: Vec<TypeFlowRow> =
+            sqlx::query_as(&format!("{TYPE_FLOWS} ORDER BY name FOR UPDATE")).fetch_all(&mut *tx).await?;
         if !settings.needs_plan(&types) {
             return Ok(None);
         }
@@ -117,20 +114,16 @@ impl PgStore {
     }
 
     pub(super) async fn read_hold_reason(&self, task: &Task) -> Result<Option<HoldReason>> {
-        let queue: Option<QueueFlowRow> = sqlx::query_as(
-            "SELECT paused, max_running, rate_max, rate_per_ms, rate_tat, max_per_key, keyed, clock_timestamp() AS now \
-             FROM queues WHERE name = $1",
-        )
-        .bind(&task.queue)
-        .fetch_optional(&self.pool)
-        .await?;
+        let queue: Option<QueueFlowRow> = sqlx::query_as(QUEUE_FLOW_AT)
+            .bind(&task.queue)
+            .bind(Utc::now())
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(queue) = queue else { return Ok(None) };
-        let task_type: Option<TypeFlowRow> = sqlx::query_as(
-            "SELECT name, rate_max, rate_per_ms, rate_tat, max_per_key FROM task_types WHERE name = $1",
-        )
-        .bind(&task.task_type)
-        .fetch_optional(&self.pool)
-        .await?;
+        let task_type: Option<TypeFlowRow> = sqlx::query_as(&format!("{TYPE_FLOWS} WHERE name = $1"))
+            .bind(&task.task_type)
+            .fetch_optional(&self.pool)
+            .await?;
         let running: Vec<(Option<String>, i64)> =
             sqlx::query_as(RUNNING_BY_KEY).bind(&task.queue).fetch_all(&self.pool).await?;
         Ok(hold_reason(task, &queue, task_type.as_ref(), &running))
