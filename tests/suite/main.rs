@@ -3,6 +3,7 @@
 
 mod api;
 mod engine;
+mod enqueue_sql;
 mod flow;
 mod group;
 mod helpers;
