@@ -7,6 +7,7 @@ mod enqueue_sql;
 mod flow;
 mod group;
 mod helpers;
+mod import;
 mod oversized;
 mod queues;
 mod schedules;
