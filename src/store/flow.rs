@@ -33,9 +33,17 @@ use uuid::Uuid;
 /// How far ahead of now a claim may take rate-limit slots.
 pub const LOOKAHEAD: Duration = Duration::from_millis(200);
 
-/// How many runnable tasks, in claim order, a planned claim looks at. A key whose first
-/// task lies further back waits until the tasks ahead of it start.
+/// How many runnable tasks, in claim order, a planned claim looks at, at most. A key
+/// whose first task lies further back waits until the tasks ahead of it start.
 pub const CANDIDATES: i64 = 10_000;
+
+/// How many candidates a planned claim reads first: the tasks it may take and some
+/// room for held ones. Only a plan that came up short on a full first look
+/// ([`Plan::wants_more`]) reads on, up to [`CANDIDATES`]: a claim of a queue whose
+/// tasks mostly may start reads a few hundred rows, not ten thousand.
+pub fn first_look(free: usize) -> i64 {
+    (free as i64 * 4 + 100).min(CANDIDATES)
+}
 
 /// The largest `max` and `per` of a rate limit, as the schema's CHECKs have them.
 pub const RATE_MAX: i64 = 1_000_000;
@@ -170,6 +178,9 @@ pub struct Plan {
     /// The type buckets the claim moved, with their new state.
     pub type_next: Vec<(String, DateTime<Utc>)>,
     pub held: Held,
+    /// More candidates could not change the plan: it took all it was free to, or its
+    /// queue's own rate limit stopped it.
+    pub settled: bool,
 }
 
 /// A queue's row as a planned claim reads it, with the database's clock (`now`).
@@ -284,7 +295,14 @@ impl Plan {
             queue_next: None,
             type_next: Vec::new(),
             held: Held::default(),
+            settled: true,
         }
+    }
+
+    /// Whether the claim should plan again on more candidates: this plan came up short
+    /// on a look that was full and not yet the largest.
+    pub fn wants_more(&self, looked: usize, look: i64) -> bool {
+        !self.settled && looked as i64 == look && look < CANDIDATES
     }
 }
 
@@ -330,8 +348,10 @@ impl FlowState {
         let mut held = Held::default();
         let mut earliest_held: Option<DateTime<Utc>> = None;
         let mut moved_types: Vec<String> = Vec::new();
+        let mut settled = false;
         for (index, candidate) in candidates.iter().enumerate() {
             if picks.len() >= self.free {
+                settled = true;
                 break;
             }
             let queue_slot = self.queue_rate.map(|bucket| slot(bucket, self.now));
@@ -339,6 +359,7 @@ impl FlowState {
                 // Nothing of this queue can start before the queue's own slot.
                 held.rate_limited += (candidates.len() - index) as u32;
                 earliest_held = Some(earliest_held.map_or(queue_slot, |at| at.min(queue_slot)));
+                settled = true;
                 break;
             }
             let flow = self.types.get(&candidate.task_type).cloned();
@@ -382,7 +403,8 @@ impl FlowState {
             })
             .collect();
         let queue_next = if picks.is_empty() { None } else { self.queue_rate.and_then(|bucket| bucket.next) };
-        Plan { picks, queue_next, type_next, held }
+        let settled = settled || picks.len() >= self.free;
+        Plan { picks, queue_next, type_next, held, settled }
     }
 }
 
@@ -480,6 +502,25 @@ mod tests {
         assert_eq!(flow.clone().plan(&candidates).picks.len(), 3);
         flow.types.insert("import".into(), TypeFlow { rate: None, max_per_key: Some(1) });
         assert_eq!(flow.plan(&candidates).picks.len(), 1, "the type's key limit overrides the queue's");
+    }
+
+    #[test]
+    fn only_a_short_plan_on_a_full_look_reads_on() {
+        let mut blocked = state(2);
+        blocked.running.insert("busy".into(), 1);
+        let look = first_look(2);
+        assert_eq!(look, 108);
+        let candidates: Vec<_> = (0..look as u128).map(|n| task(n, "noop", Some("busy"))).collect();
+        assert!(
+            blocked.clone().plan(&candidates).wants_more(candidates.len(), look),
+            "all held: look further"
+        );
+        assert!(!blocked.plan(&candidates[..50]).wants_more(50, look), "the queue has no more");
+        let unkeyed: Vec<_> = (0..look as u128).map(|n| task(n, "noop", None)).collect();
+        assert!(!state(2).plan(&unkeyed).wants_more(unkeyed.len(), look), "took all it may");
+        let mut limited = state(100);
+        limited.queue_rate = per_second(1);
+        assert!(!limited.plan(&candidates).wants_more(candidates.len(), look), "its queue's rate stopped it");
     }
 
     #[test]

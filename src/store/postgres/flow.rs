@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{PgStore, QUEUE_LOCK_CLASS};
 use crate::store::flow::{
     CANDIDATES, CANDIDATES_SQL, Candidate, FlowState, HoldReason, Plan, QUEUE_FLOW_AT, QueueFlowRow,
-    RUNNING_BY_KEY, RateLimit, TYPE_FLOWS, TypeFlowRow, hold_reason,
+    RUNNING_BY_KEY, RateLimit, TYPE_FLOWS, TypeFlowRow, first_look, hold_reason,
 };
 use crate::store::{Claim, NewTask, Result, TYPE_COLUMNS, Task, TypeChange, TypeRow, TypeSettings};
 
@@ -84,9 +84,16 @@ impl PgStore {
         let running = sqlx::query_as(RUNNING_BY_KEY).bind(queue).fetch_all(&mut *tx).await?;
         let now = settings.now;
         let state = FlowState::read(&settings, types, running, limit);
-        let candidates: Vec<Candidate> =
-            sqlx::query_as(CANDIDATES_SQL).bind(queue).bind(now).bind(CANDIDATES).fetch_all(&mut *tx).await?;
-        let plan = state.plan(&candidates);
+        let mut look = first_look(state.free);
+        let plan = loop {
+            let candidates: Vec<Candidate> =
+                sqlx::query_as(CANDIDATES_SQL).bind(queue).bind(now).bind(look).fetch_all(&mut *tx).await?;
+            let plan = state.clone().plan(&candidates);
+            if !plan.wants_more(candidates.len(), look) {
+                break plan;
+            }
+            look = CANDIDATES;
+        };
         let tasks = take(&mut tx, worker_id, lease_grace, &plan).await?;
         write_buckets(&mut tx, queue, &plan).await?;
         tx.commit().await?;

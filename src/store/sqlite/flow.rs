@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{SqliteStore, now};
 use crate::store::flow::{
     CANDIDATES, CANDIDATES_SQL, Candidate, FlowState, HoldReason, Plan, QUEUE_FLOW_AT, QueueFlowRow,
-    RUNNING_BY_KEY, RateLimit, TYPE_FLOWS, TypeFlowRow, hold_reason,
+    RUNNING_BY_KEY, RateLimit, TYPE_FLOWS, TypeFlowRow, first_look, hold_reason,
 };
 use crate::store::{Claim, EventType, Result, TYPE_COLUMNS, Task, TypeChange, TypeRow, TypeSettings};
 
@@ -44,10 +44,16 @@ impl SqliteStore {
         };
         let at = settings.now;
         let state = FlowState::read(&settings, types, running, limit);
-        let looked_at = if planned { CANDIDATES } else { state.free as i64 };
-        let candidates: Vec<Candidate> =
-            sqlx::query_as(CANDIDATES_SQL).bind(queue).bind(at).bind(looked_at).fetch_all(&mut *tx).await?;
-        let plan = if planned { state.plan(&candidates) } else { Plan::at_once(&candidates, at) };
+        let mut look = if planned { first_look(state.free) } else { state.free as i64 };
+        let (candidates, plan) = loop {
+            let candidates: Vec<Candidate> =
+                sqlx::query_as(CANDIDATES_SQL).bind(queue).bind(at).bind(look).fetch_all(&mut *tx).await?;
+            let plan = if planned { state.clone().plan(&candidates) } else { Plan::at_once(&candidates, at) };
+            if !plan.wants_more(candidates.len(), look) {
+                break (candidates, plan);
+            }
+            look = CANDIDATES;
+        };
         let timeouts: HashMap<Uuid, i32> = candidates.iter().map(|c| (c.id, c.timeout_seconds)).collect();
         let mut claimed = Vec::with_capacity(plan.picks.len());
         for (id, start) in &plan.picks {
