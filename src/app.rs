@@ -63,7 +63,7 @@ impl Application {
         // Install the metrics recorder before anything records.
         crate::metrics::handle();
         let store = open_store(&config).await?;
-        apply_queue_limits(&*store, &config.queue_limits).await?;
+        apply_file_settings(&*store, &config).await?;
         let default_timeout = config.worker.default_timeout.as_secs() as i64;
         http::schedules::declare(&*store, &registry, default_timeout, &config.schedules).await?;
         let registry = Arc::new(registry);
@@ -171,15 +171,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-/// Applies the `[queues.NAME] max_running` of `taskq.toml`: the file wins over an API
-/// change at every start.
-async fn apply_queue_limits(
-    store: &dyn Store,
-    limits: &std::collections::BTreeMap<String, Option<i32>>,
-) -> anyhow::Result<()> {
-    for (name, max_running) in limits {
-        let change = store::QueueChange { max_running: Some(*max_running), paused: None };
-        store.change_queue(name, change).await.with_context(|| format!("cannot apply [queues.{name}]"))?;
+/// Applies the `[queues.NAME]` and `[types.NAME]` tables of `taskq.toml`: the file
+/// wins over an API change at every start.
+async fn apply_file_settings(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    for (name, change) in &config.queue_settings {
+        store.change_queue(name, *change).await.with_context(|| format!("cannot apply [queues.{name}]"))?;
+    }
+    for (name, change) in &config.type_settings {
+        store.change_type(name, *change).await.with_context(|| format!("cannot apply [types.{name}]"))?;
     }
     Ok(())
 }

@@ -72,6 +72,9 @@ pub struct RawSettings {
     /// `[queues.NAME]` tables of `taskq.toml`.
     #[serde(default)]
     pub queues: std::collections::BTreeMap<String, RawQueue>,
+    /// `[types.NAME]` tables of `taskq.toml`.
+    #[serde(default)]
+    pub types: std::collections::BTreeMap<String, RawType>,
     /// `[[schedules]]` tables of `taskq.toml`, as given.
     #[serde(default)]
     pub schedules: Vec<serde_json::Value>,
@@ -83,6 +86,18 @@ pub struct RawSettings {
 pub struct RawQueue {
     /// The queue's global limit; absent means none.
     pub max_running: Option<i64>,
+    /// `{ max = 10, per = "1s" }`; absent means none.
+    pub rate_limit: Option<crate::store::flow::RateLimitJson>,
+    /// Tasks with one concurrency key that may run at once; absent means 1.
+    pub max_per_key: Option<i64>,
+}
+
+/// A `[types.NAME]` table: a task type's flow settings, applied at every start.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawType {
+    pub rate_limit: Option<crate::store::flow::RateLimitJson>,
+    pub max_per_key: Option<i64>,
 }
 
 impl RawSettings {
@@ -134,8 +149,11 @@ pub struct Config {
     /// `None` picks by whether stderr is a terminal.
     pub log_format: Option<LogFormat>,
     pub demo_time_scale: f64,
-    /// Limits from `taskq.toml`, by queue (`None`: no limit), applied at start.
-    pub queue_limits: std::collections::BTreeMap<String, Option<i32>>,
+    /// Settings from `taskq.toml`, by queue, applied at start (what a table leaves
+    /// out is removed).
+    pub queue_settings: std::collections::BTreeMap<String, crate::store::QueueChange>,
+    /// Flow settings from `taskq.toml`, by task type, applied at start.
+    pub type_settings: std::collections::BTreeMap<String, crate::store::TypeChange>,
     /// The `[[schedules]]` of `taskq.toml`. They are validated at start, where the task
     /// types are known, by the same rules as `POST /api/schedules`, and applied there.
     pub schedules: Vec<serde_json::Value>,
@@ -347,32 +365,70 @@ impl Config {
             cors_origins: list(raw.cors_origins.as_deref()),
             log_format,
             demo_time_scale,
-            queue_limits: queue_limits(&raw.queues)?,
+            queue_settings: queue_settings(&raw.queues)?,
+            type_settings: type_settings(&raw.types)?,
             schedules: raw.schedules,
         })
     }
 }
 
-/// The `[queues.NAME]` tables, checked: valid names, limits from 1 to 1,000,000.
-fn queue_limits(
+/// The `[queues.NAME]` tables, checked: valid names, limits in their ranges.
+fn queue_settings(
     queues: &std::collections::BTreeMap<String, RawQueue>,
-) -> Result<std::collections::BTreeMap<String, Option<i32>>, ConfigError> {
+) -> Result<std::collections::BTreeMap<String, crate::store::QueueChange>, ConfigError> {
     queues
         .iter()
         .map(|(name, queue)| {
-            crate::store::check_queue_name(name)
-                .map_err(|why| ConfigError(format!("[queues.{name}]: {why}")))?;
-            let limit = match queue.max_running {
-                None => None,
-                Some(n) => {
-                    Some(i32::try_from(n).ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
-                        ConfigError(format!("[queues.{name}] max_running: {n} is not from 1 to 1000000"))
-                    })?)
-                }
+            let table = format!("[queues.{name}]");
+            crate::store::check_queue_name(name).map_err(|why| ConfigError(format!("{table}: {why}")))?;
+            let change = crate::store::QueueChange {
+                paused: None,
+                max_running: Some(in_limit_range(&table, "max_running", queue.max_running)?),
+                rate_limit: Some(rate_limit(&table, queue.rate_limit.clone())?),
+                max_per_key: Some(in_limit_range(&table, "max_per_key", queue.max_per_key)?),
             };
-            Ok((name.clone(), limit))
+            Ok((name.clone(), change))
         })
         .collect()
+}
+
+/// The `[types.NAME]` tables, checked.
+fn type_settings(
+    types: &std::collections::BTreeMap<String, RawType>,
+) -> Result<std::collections::BTreeMap<String, crate::store::TypeChange>, ConfigError> {
+    types
+        .iter()
+        .map(|(name, settings)| {
+            let table = format!("[types.{name}]");
+            let change = crate::store::TypeChange {
+                rate_limit: Some(rate_limit(&table, settings.rate_limit.clone())?),
+                max_per_key: Some(in_limit_range(&table, "max_per_key", settings.max_per_key)?),
+            };
+            Ok((name.to_lowercase(), change))
+        })
+        .collect()
+}
+
+/// A count limit of a table (`max_running`, `max_per_key`): from 1 to 1,000,000.
+fn in_limit_range(table: &str, field: &str, value: Option<i64>) -> Result<Option<i32>, ConfigError> {
+    value
+        .map(|n| {
+            i32::try_from(n)
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| ConfigError(format!("{table} {field}: {n} is not from 1 to 1000000")))
+        })
+        .transpose()
+}
+
+fn rate_limit(
+    table: &str,
+    raw: Option<crate::store::flow::RateLimitJson>,
+) -> Result<Option<crate::store::flow::RateLimit>, ConfigError> {
+    raw.map(|raw| {
+        crate::store::flow::RateLimit::try_from(raw).map_err(|why| ConfigError(format!("{table} {why}")))
+    })
+    .transpose()
 }
 
 /// `DATABASE_URL`, else one built from the original `DB_*` variables, else SQLite.
@@ -584,12 +640,28 @@ mod tests {
     }
 
     #[test]
-    fn queue_limits_come_from_queues_tables_of_the_file() {
-        let config = from_file("[queues.emails]\nmax_running = 10\n\n[queues.reports]\n", &[]).unwrap();
-        assert_eq!(config.queue_limits.get("emails"), Some(&Some(10)));
-        assert_eq!(config.queue_limits.get("reports"), Some(&None), "a table without a limit removes it");
+    fn queue_settings_come_from_queues_tables_of_the_file() {
+        let file = "[queues.emails]\nmax_running = 10\nrate_limit = { max = 5, per = \"1s\" }\nmax_per_key = 2\n\n\
+                    [queues.reports]\n";
+        let config = from_file(file, &[]).unwrap();
+        let emails = config.queue_settings["emails"];
+        assert_eq!(emails.max_running, Some(Some(10)));
+        assert_eq!(emails.rate_limit, Some(Some(crate::store::flow::RateLimit { max: 5, per_ms: 1000 })));
+        assert_eq!(emails.max_per_key, Some(Some(2)));
+        let reports = config.queue_settings["reports"];
+        assert_eq!(
+            (reports.max_running, reports.rate_limit, reports.max_per_key),
+            (Some(None), Some(None), Some(None)),
+            "a table without a setting removes it"
+        );
         for (toml, problem) in [
             ("[queues.emails]\nmax_running = 0\n", "max_running"),
+            ("[queues.emails]\nmax_per_key = 0\n", "[queues.emails] max_per_key: 0 is not from 1"),
+            ("[queues.emails]\nrate_limit = { max = 5, per = \"soon\" }\n", "rate_limit.per"),
+            (
+                "[types.send_email]\nrate_limit = { max = 0, per = \"1s\" }\n",
+                "[types.send_email] rate_limit.max",
+            ),
             ("[queues.emails]\nmax_runing = 3\n", "max_runing"),
             ("[queues.\"Bad Name\"]\nmax_running = 3\n", "queue name"),
         ] {

@@ -139,21 +139,33 @@ pub struct WorkerGauges {
     total: Gauge,
     utilization: Gauge,
     prefetched: Gauge,
+    rate_limited: Gauge,
+    waiting_for_key: Gauge,
 }
 
 impl WorkerGauges {
     /// `taskq_executors_busy`, `taskq_executors`, `taskq_executor_utilization` (busy /
     /// total) and `taskq_tasks_prefetched` (claimed tasks waiting in the worker's local
     /// queue for an executor), each labelled `worker_id` and `queue` (one Dispatcher's
-    /// pool).
+    /// pool); and `taskq_tasks_held_back{reason}` (`rate_limited`, `waiting_for_key`):
+    /// the runnable tasks the Dispatcher's last claim left queued for flow control,
+    /// among those it looked at.
     pub fn new(worker_id: &str, queue: &str) -> Self {
         let gauge = |name: &'static str| gauge!(name, "worker_id" => worker_id.to_owned(), "queue" => queue.to_owned());
+        let held = |reason: &'static str| gauge!("taskq_tasks_held_back", "worker_id" => worker_id.to_owned(), "queue" => queue.to_owned(), "reason" => reason);
         Self {
             busy: gauge("taskq_executors_busy"),
             total: gauge("taskq_executors"),
             utilization: gauge("taskq_executor_utilization"),
             prefetched: gauge("taskq_tasks_prefetched"),
+            rate_limited: held("rate_limited"),
+            waiting_for_key: held("waiting_for_key"),
         }
+    }
+
+    pub fn held(&self, held: &crate::store::flow::Held) {
+        self.rate_limited.set(f64::from(held.rate_limited));
+        self.waiting_for_key.set(f64::from(held.waiting_for_key));
     }
 
     pub fn set(&self, busy: usize, total: usize, prefetched: usize) {
@@ -239,6 +251,8 @@ mod tests {
             name,
             max_running: None,
             paused: false,
+            rate_limit: None,
+            max_per_key: None,
             queued: 1,
             running: 0,
             succeeded: 0,

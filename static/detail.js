@@ -201,9 +201,14 @@ function renderDetail(task) {
     ...field('Duration', started != null && completed != null ? fmtDuration((completed - started) / 1000) : '—'),
     ...field('Updated', timeEl(task.updated_at)),
     ...(task.idempotency_key ? field('Idempotency key', h('span', { class: 'mono' }, task.idempotency_key)) : []),
+    ...(task.concurrency_key ? field('Concurrency key', h('span', { class: 'mono' }, task.concurrency_key)) : []),
     ...(task.cancel_requested_at ? field('Cancel requested', timeEl(task.cancel_requested_at)) : []),
     ...(task.cancel_reason ? field('Cancel reason', task.cancel_reason) : []),
   );
+
+  const held = heldText(task.held);
+  $('#detail-held').hidden = !held;
+  $('#detail-held-reason').replaceChildren(...(held ?? []));
 
   renderProgress(task);
   $('#detail-error-block').hidden = !task.last_error;
@@ -212,6 +217,19 @@ function renderDetail(task) {
   const hasResult = task.result !== null && task.result !== undefined;
   $('#detail-result-block').hidden = !hasResult;
   $('#detail-result').textContent = hasResult ? JSON.stringify(task.result, null, 2) : '';
+}
+
+/** Why a queued task waits, as the API's `held` says (nothing when it does not). */
+function heldText(held) {
+  switch (held?.reason) {
+    case 'queue_paused': return ['its queue is paused'];
+    case 'queue_full': return [`its queue runs its limit of ${fmtInt(held.max_running)} tasks`];
+    case 'rate_limited': return [`rate limited by its ${held.scope === 'type' ? 'type' : 'queue'} until `, timeEl(held.until)];
+    case 'waiting_for_key':
+      return ['waiting for key ', h('span', { class: 'mono' }, held.key),
+        ` (${fmtInt(held.running)} of ${fmtInt(held.max_per_key)} running)`];
+    default: return null;
+  }
 }
 
 /**

@@ -7,6 +7,9 @@
  *   POST  /api/queues/{name}/pause, /resume      ◀─ Pause / Resume button
  *   PATCH /api/queues/{name} {"max_running": n}  ◀─ limit form (Set, No limit)
  *
+ * A queue's flow settings (its rate limit, its key limit) are shown under its name;
+ * they are changed through the API or `taskq.toml`.
+ *
  * It reads nothing on its own: every figure comes from the stream, and an action's
  * answer (the queue's new settings) is shown at once, until a stats snapshot taken
  * after the change arrives. Requests go through api.js, which adds the API token and
@@ -113,6 +116,7 @@ export function createQueuesView({ onShowTasks }) {
         cancelled: cell('cancelled', 'Cancelled'),
       },
       state: h('span', { class: 'badge q-state' }),
+      flow: h('p', { class: 'q-flow muted small' }),
       oldest: cell('oldest', 'Oldest'),
       spark: document.createElementNS('http://www.w3.org/2000/svg', 'svg'),
       rate: h('span', { class: 'q-rate' }),
@@ -178,7 +182,7 @@ export function createQueuesView({ onShowTasks }) {
 
     row.tr.append(
       // The toggle sits under the name: it stays in view when a narrow screen scrolls the row.
-      h('th', { scope: 'row', role: 'rowheader', class: 'q-name' }, h('div', { class: 'q-title' }, show, row.state), row.toggle),
+      h('th', { scope: 'row', role: 'rowheader', class: 'q-name' }, h('div', { class: 'q-title' }, show, row.state), row.flow, row.toggle),
       row.cells.queued, row.cells.scheduled, row.cells.running,
       row.cells.succeeded, row.cells.failed, row.cells.cancelled,
       row.oldest,
@@ -219,8 +223,19 @@ export function createQueuesView({ onShowTasks }) {
     }
   }
 
+  /** "at most 10 per 1s · 2 per key": the queue's flow settings, or nothing. */
+  function flowText(q) {
+    const parts = [];
+    if (q.rate_limit) parts.push(`at most ${fmtInt(q.rate_limit.max)} per ${q.rate_limit.per}`);
+    if (q.max_per_key != null) parts.push(`${fmtInt(q.max_per_key)} per key`);
+    return parts.join(' · ');
+  }
+
   function fillRow(row, q, stats, slotsByQueue) {
     for (const key of Object.keys(row.cells)) setNum(row.cells[key], q[key]);
+    const flow = flowText(q);
+    if (row.flow.textContent !== flow) row.flow.textContent = flow;
+    row.flow.hidden = !flow;
     const settings = effectiveSettings(row, q, stats.generated_at);
     applySettings(row, settings);
 

@@ -26,6 +26,8 @@ mod wait;
 mod contention;
 #[path = "faults/flood.rs"]
 mod flood;
+#[path = "faults/flow.rs"]
+mod flow;
 #[path = "faults/freeze.rs"]
 mod freeze;
 #[path = "faults/hostile.rs"]

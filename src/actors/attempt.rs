@@ -108,8 +108,11 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// An attempt whose handler starts at `starts` (now, or a planned start a little
+    /// ahead).
     pub fn new(
         attempt: AttemptRef,
+        starts: Instant,
         timeout: Duration,
         lease_grace: Duration,
         writer: Recipient<Record<ProgressReport>>,
@@ -118,7 +121,7 @@ impl Attempt {
             attempt,
             timeout,
             lease: timeout + lease_grace,
-            started: Instant::now(),
+            started: starts,
             last_report: Mutex::new(None),
             coalescing: Mutex::default(),
             writing: tokio::sync::Mutex::new(()),

@@ -37,7 +37,7 @@ use super::messages::{
 };
 use crate::config::WorkerConfig;
 use crate::metrics;
-use crate::store::{AttemptRef, ReleaseReason, Store, StoreError, Task};
+use crate::store::{AttemptRef, Claim, ReleaseReason, Store, StoreError, Task};
 /// Claim round trips the prefetch covers: one for the claim in flight, one of margin
 /// for the variance of both averages.
 const PREFETCH_ROUND_TRIPS: f64 = 2.0;
@@ -72,6 +72,8 @@ fn prefetch(executors: usize, claim_time: Average, cycle_time: Average, cap: usi
 struct Ready {
     task: Task,
     claimed: Instant,
+    /// Its recorded start (a rate limit's slot), when that lies ahead of the claim.
+    starts: Instant,
 }
 
 pub struct Dispatcher {
@@ -109,6 +111,11 @@ pub struct Dispatcher {
     registered: bool,
     /// A look at the queue's settings is in flight.
     checking: bool,
+    /// A claim is scheduled for when a rate limit lets the next held task start.
+    retry_pending: bool,
+    /// The last claim left tasks waiting for their concurrency key: as for a limited
+    /// queue, this worker's finished attempts may have freed one.
+    keys_waiting: bool,
     /// The queue has a global limit (as last read): a claim that comes back short may
     /// have met the limit rather than an empty queue, so the Dispatcher claims again
     /// whenever this worker's finished attempts are written (`Freed`). Slots freed by
@@ -147,6 +154,8 @@ impl Dispatcher {
             stopping: false,
             registered: false,
             checking: false,
+            retry_pending: false,
+            keys_waiting: false,
             limited: false,
             idle_waiters: Vec::new(),
             gauges,
@@ -187,13 +196,14 @@ impl Dispatcher {
         let queue = Arc::clone(&self.queue);
         let grace = self.config.lease_grace;
         let sent = Instant::now();
-        let claim = super::io(async move { store.claim(&worker_id, &queue, limit as u32, grace).await });
+        let claim =
+            super::io(async move { store.claim_batch(&worker_id, &queue, limit as u32, grace).await });
         ctx.spawn(claim.into_actor(self).map(move |claimed, dispatcher, ctx| {
             dispatcher.claiming = false;
             match claimed {
-                Ok(tasks) => {
+                Ok(claim) => {
                     dispatcher.claim_time.add(sent.elapsed());
-                    dispatcher.claimed(tasks, limit, ctx);
+                    dispatcher.claimed(claim, limit, ctx);
                 }
                 Err(error) => dispatcher.claim_failed(error),
             }
@@ -201,11 +211,21 @@ impl Dispatcher {
         }));
     }
 
-    fn claimed(&mut self, tasks: Vec<Task>, limit: usize, ctx: &mut Context<Self>) {
-        metrics::claimed(tasks.len());
-        self.drained = tasks.len() < limit && !std::mem::take(&mut self.hinted);
+    fn claimed(&mut self, claim: Claim, limit: usize, ctx: &mut Context<Self>) {
+        metrics::claimed(claim.tasks.len());
+        self.gauges.held(&claim.held);
+        self.keys_waiting = claim.held.waiting_for_key > 0;
+        self.drained = claim.tasks.len() < limit && !std::mem::take(&mut self.hinted);
+        if let Some(retry_in) = claim.held.retry_in.filter(|_| self.drained) {
+            self.claim_after(retry_in, ctx);
+        }
         let claimed = Instant::now();
-        self.ready.extend(tasks.into_iter().map(|task| Ready { task, claimed }));
+        let ready = claim.tasks.into_iter().zip(claim.start_in).map(|(task, start_in)| Ready {
+            task,
+            claimed,
+            starts: claimed + start_in,
+        });
+        self.ready.extend(ready);
         if self.stopping {
             // Shutdown began while the claim was in flight: hand the tasks back.
             self.release_ready(self.ready.len(), ReleaseReason::Shutdown, ctx);
@@ -217,14 +237,26 @@ impl Dispatcher {
         }
     }
 
+    /// Claims again after `delay`, when rate limits let the next held task start:
+    /// tasks held back wait for that, without polling the queue meanwhile.
+    fn claim_after(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.retry_pending, true) {
+            return;
+        }
+        ctx.run_later(delay, |dispatcher, ctx| {
+            dispatcher.retry_pending = false;
+            dispatcher.hint(ctx);
+        });
+    }
+
     /// Hands queued tasks to idle executors.
     fn start_ready(&mut self) {
         let now = Instant::now();
         while !self.idle.is_empty() {
-            let Some(Ready { task, .. }) = self.ready.pop_front() else { break };
+            let Some(Ready { task, starts, .. }) = self.ready.pop_front() else { break };
             let index = self.idle.pop().expect("checked non-empty");
             self.busy_since[index] = Some(now);
-            self.executors[index].do_send(TaskMsg { task });
+            self.executors[index].do_send(TaskMsg { task, start_in: starts.saturating_duration_since(now) });
         }
         self.report_gauges();
     }
@@ -398,7 +430,7 @@ impl Handler<Freed> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, _: Freed, ctx: &mut Self::Context) {
-        if self.limited {
+        if self.limited || self.keys_waiting {
             self.hint(ctx);
         }
     }

@@ -271,8 +271,11 @@ impl Handler<TaskMsg> for Executor {
         };
         let handler = Arc::clone(handler);
         let timeout = Duration::from_secs(task.timeout_seconds.max(1) as u64);
-        let control =
-            Arc::new(Attempt::new(attempt, timeout, self.graces.lease, self.links.progress.clone()));
+        // A rate-limited task's recorded start may lie a little ahead: its timeout
+        // counts from there.
+        let starts = Instant::now() + msg.start_in;
+        let writer = self.links.progress.clone();
+        let control = Arc::new(Attempt::new(attempt, starts, timeout, self.graces.lease, writer));
         let cancel = CancellationToken::new();
         self.links.cancels.register(attempt, cancel.clone());
         let context = TaskContext {
@@ -293,7 +296,14 @@ impl Handler<TaskMsg> for Executor {
             attempt = task.attempt,
             worker_id = %self.worker_id,
         );
-        let join = handler_runtime().spawn(async move { handler.run(context).await }.instrument(span));
+        let start_in = starts.saturating_duration_since(Instant::now());
+        let run = async move {
+            if !start_in.is_zero() {
+                tokio::time::sleep(start_in).await;
+            }
+            handler.run(context).await
+        };
+        let join = handler_runtime().spawn(run.instrument(span));
         let abort = join.abort_handle();
         self.current =
             Some(Running { attempt, abort, control: Arc::clone(&control), cancel: cancel.clone() });

@@ -14,6 +14,9 @@ use crate::store::{AttemptRef, Completion, Stats, Task, TaskEvent, TaskProgress}
 #[rtype(result = "()")]
 pub struct TaskMsg {
     pub task: Task,
+    /// How long to wait before running it: a rate-limited task's recorded start may lie
+    /// a little ahead ([`crate::store::flow::LOOKAHEAD`]).
+    pub start_in: std::time::Duration,
 }
 
 /// Executor → Dispatcher: the executor finished its attempt (its outcome is already

@@ -28,7 +28,7 @@ pub async fn queues(bench: &mut Bench) -> anyhow::Result<()> {
         let store = bench.store(10).await?;
         enqueue_spread(&*store, n, bench.args.batch, &QUEUES).await?;
         store
-            .change_queue(LIMITED.0, QueueChange { max_running: Some(Some(LIMITED.1)), paused: None })
+            .change_queue(LIMITED.0, QueueChange { max_running: Some(Some(LIMITED.1)), ..Default::default() })
             .await?;
         store.close().await;
 

@@ -154,35 +154,20 @@ impl Source {
         const SCHEDULES: &str = "SELECT name, cron, timezone FROM schedules";
         const HISTORY: &str = "SELECT schedule, event, created_at FROM schedule_history ORDER BY id";
         const TERMS: &str = "SELECT previous_renewed_at, elected_at FROM leader_terms ORDER BY id";
+        if !self.has_table("schedules").await? {
+            return Ok(Facts::default());
+        }
         let facts = match self {
-            Self::Postgres(tx) => {
-                let exists: bool = sqlx::query_scalar("SELECT to_regclass('schedules') IS NOT NULL")
-                    .fetch_one(&mut **tx)
-                    .await?;
-                if !exists {
-                    return Ok(Facts::default());
-                }
-                Facts {
-                    schedules: sqlx::query_as(SCHEDULES).fetch_all(&mut **tx).await?,
-                    history: sqlx::query_as(HISTORY).fetch_all(&mut **tx).await?,
-                    terms: sqlx::query_as(TERMS).fetch_all(&mut **tx).await?,
-                }
-            }
-            Self::Sqlite(tx) => {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schedules'",
-                )
-                .fetch_one(&mut **tx)
-                .await?;
-                if n == 0 {
-                    return Ok(Facts::default());
-                }
-                Facts {
-                    schedules: sqlx::query_as(SCHEDULES).fetch_all(&mut **tx).await?,
-                    history: sqlx::query_as(HISTORY).fetch_all(&mut **tx).await?,
-                    terms: sqlx::query_as(TERMS).fetch_all(&mut **tx).await?,
-                }
-            }
+            Self::Postgres(tx) => Facts {
+                schedules: sqlx::query_as(SCHEDULES).fetch_all(&mut **tx).await?,
+                history: sqlx::query_as(HISTORY).fetch_all(&mut **tx).await?,
+                terms: sqlx::query_as(TERMS).fetch_all(&mut **tx).await?,
+            },
+            Self::Sqlite(tx) => Facts {
+                schedules: sqlx::query_as(SCHEDULES).fetch_all(&mut **tx).await?,
+                history: sqlx::query_as(HISTORY).fetch_all(&mut **tx).await?,
+                terms: sqlx::query_as(TERMS).fetch_all(&mut **tx).await?,
+            },
         };
         Ok(facts)
     }

@@ -7,6 +7,7 @@ mod body;
 mod bulk;
 mod dashboard;
 pub mod error;
+mod import;
 mod openapi;
 mod ops;
 mod queues;
@@ -132,6 +133,11 @@ pub fn app(
                                         .error_handler(error::json_error),
                                 )
                                 .route(web::post().to(tasks::create_batch))
+                                .default_service(only("POST")),
+                        )
+                        .service(
+                            web::resource("/tasks/import")
+                                .route(web::post().to(import::import))
                                 .default_service(only("POST")),
                         )
                         .configure(bulk::routes)

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{AppState, bulk, ops, queues, schedules, search, stream, tasks, validate};
+use super::{AppState, bulk, import, ops, queues, schedules, search, stream, tasks, validate};
 use crate::store;
 
 #[derive(OpenApi)]
@@ -20,8 +20,8 @@ use crate::store;
     ),
     paths(
         tasks::create, tasks::create_batch, tasks::list, tasks::get, tasks::history,
-        tasks::cancel, tasks::retry, bulk::bulk, tasks::task_types, ops::stats, stream::stream,
-        queues::list, queues::get, queues::update, queues::pause, queues::resume,
+        tasks::cancel, tasks::retry, import::import, bulk::bulk, tasks::task_types, ops::stats, stream::stream,
+        queues::list, queues::get, queues::update, queues::update_type, queues::pause, queues::resume,
         schedules::create, schedules::list, schedules::get, schedules::update, schedules::delete,
         schedules::pause, schedules::resume, schedules::trigger
     ),
@@ -30,7 +30,8 @@ use crate::store;
         store::Task, store::HistoryEvent, store::TaskEvent, store::TaskStatus, store::EventType,
         store::Progress, store::TaskProgress,
         store::Stats, store::Throughput, store::MinuteThroughput, store::WorkerInfo,
-        store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue,
+        store::QueueStats, store::QueueSettings, queues::QueueList, queues::UpdateQueue, queues::UpdateType,
+        store::TypeSettings, store::flow::RateLimitJson, import::ImportReport, import::LineError, store::flow::HoldReason, tasks::TaskDetail,
         bulk::BulkRequest, search::TaskQuery, store::BulkAction, store::BulkOutcome,
         store::Schedule, store::TaskTemplate, store::CatchUp, store::Leader, schedules::CreateSchedule,
         schedules::UpdateSchedule, schedules::ScheduleList

@@ -1,5 +1,5 @@
-//! The queue API: list queues with their figures, change a queue's global limit,
-//! pause and resume it. Settings live in the database, so every worker process sees
+//! The queue API: list queues with their figures, change a queue's limits (running,
+//! rate, per key) and a task type's, pause and resume a queue. Settings live in the database, so every worker process sees
 //! them; a change reaches workers at once by NOTIFY, and at their next poll without.
 
 use actix_web::{HttpResponse, web};
@@ -7,7 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::ApiError;
 use super::{AppState, only};
-use crate::store::{self, QueueChange, QueueSettings, QueueStats};
+use crate::store::flow::RateLimit;
+use crate::store::{self, QueueChange, QueueSettings, QueueStats, TypeChange, TypeSettings};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/queues").route(web::get().to(list)).default_service(only("GET")))
@@ -16,6 +17,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get))
                 .route(web::patch().to(update))
                 .default_service(only("GET, PATCH")),
+        )
+        .service(
+            web::resource("/task-types/{type}")
+                .route(web::patch().to(update_type))
+                .default_service(only("PATCH")),
         )
         .service(
             web::resource("/queues/{name}/pause").route(web::post().to(pause)).default_service(only("POST")),
@@ -33,26 +39,74 @@ pub struct QueueList {
     pub queues: Vec<QueueStats>,
 }
 
-/// `PATCH /api/queues/{name}`.
+/// `PATCH /api/queues/{name}`: each field left out stays as it is; `null` removes it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateQueue {
     /// At most this many of the queue's tasks run at once across all workers, 1 to
-    /// 1000000; `null` removes the limit.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, required = true, minimum = 1, maximum = 1000000)]
+    /// 1000000.
+    #[serde(default, deserialize_with = "max_running")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     pub max_running: Option<Option<i64>>,
+    /// At most `max` of the queue's tasks start per `per`, spaced evenly.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::store::flow::RateLimitJson>)]
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// Tasks of the queue with one `concurrency_key` that may run at once, 1 to 1000000
+    /// (1 when unset).
+    #[serde(default, deserialize_with = "max_per_key")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
+    pub max_per_key: Option<Option<i64>>,
 }
 
-/// Tells a field given as `null` (`Some(None)`) from a field left out (`None`), and
-/// names the field when its value is no whole number.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+/// `PATCH /api/task-types/{type}`, as [`UpdateQueue`].
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateType {
+    /// At most `max` tasks of the type start per `per`, whatever their queue.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::store::flow::RateLimitJson>)]
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// Overrides the queue's `max_per_key` for tasks of this type, 1 to 1000000.
+    #[serde(default, deserialize_with = "max_per_key")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
+    pub max_per_key: Option<Option<i64>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from a field left out (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// [`present`] for a count, naming the field when its value is no whole number.
+fn present_count<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<Option<i64>>, D::Error> {
     use serde::de::Error as _;
-    super::validate::whole_number(d).map(Some).map_err(|e| D::Error::custom(format!("max_running: {e}")))
+    super::validate::whole_number(d).map(Some).map_err(|e| D::Error::custom(format!("{field}: {e}")))
 }
 
-/// The largest `max_running`, as the schema's CHECK has it.
-const MAX_RUNNING: i64 = 1_000_000;
+fn max_running<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    present_count(d, "max_running")
+}
+
+fn max_per_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    present_count(d, "max_per_key")
+}
+
+/// The largest `max_running` and `max_per_key`, as the schema's CHECKs have them.
+const MAX_COUNT: i64 = 1_000_000;
+
+/// A count limit given in a request: from 1 to [`MAX_COUNT`], or `null` for none.
+fn count_limit(field: &str, value: Option<Option<i64>>) -> Result<Option<Option<i32>>, ApiError> {
+    value
+        .map(|limit| match limit {
+            None => Ok(None),
+            Some(n) if (1..=MAX_COUNT).contains(&n) => Ok(Some(n as i32)),
+            Some(n) => Err(ApiError::BadRequest(format!(
+                "{field} must be from 1 to {MAX_COUNT} (or null to remove it), got {n}"
+            ))),
+        })
+        .transpose()
+}
 
 fn queue_name(raw: &str) -> Result<&str, ApiError> {
     store::check_queue_name(raw).map_err(ApiError::BadRequest)?;
@@ -82,7 +136,8 @@ pub(super) async fn get(
     Ok(HttpResponse::Ok().json(queue))
 }
 
-/// Set or remove a queue's global limit; an unknown queue is created.
+/// Change a queue's limits (`max_running`, `rate_limit`, `max_per_key`); an unknown
+/// queue is created.
 #[utoipa::path(patch, path = "/api/queues/{name}", tag = "queues", request_body = UpdateQueue,
     params(("name" = String, Path, pattern = "^[a-z0-9_.-]{1,64}$", description = "Queue name")),
     responses((status = 200, body = QueueSettings), (status = 400, body = super::tasks::ErrorBody),
@@ -93,20 +148,47 @@ pub(super) async fn update(
     body: web::Json<UpdateQueue>,
 ) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&name)?;
-    let Some(max_running) = body.into_inner().max_running else {
-        return Err(ApiError::BadRequest("nothing to change: give max_running (a number, or null)".into()));
+    let body = body.into_inner();
+    let change = QueueChange {
+        paused: None,
+        max_running: count_limit("max_running", body.max_running)?,
+        rate_limit: body.rate_limit,
+        max_per_key: count_limit("max_per_key", body.max_per_key)?,
     };
-    let max_running = match max_running {
-        None => None,
-        Some(n) if (1..=MAX_RUNNING).contains(&n) => Some(n as i32),
-        Some(n) => {
-            return Err(ApiError::BadRequest(format!(
-                "max_running must be from 1 to {MAX_RUNNING} (or null for no limit), got {n}"
-            )));
-        }
-    };
-    let change = QueueChange { max_running: Some(max_running), paused: None };
+    if change == QueueChange::default() {
+        return Err(ApiError::BadRequest(
+            "nothing to change: give max_running, rate_limit or max_per_key (a value, or null)".into(),
+        ));
+    }
     Ok(HttpResponse::Ok().json(state.store.change_queue(name, change).await?))
+}
+
+/// Change a task type's flow settings (`rate_limit`, `max_per_key`), which apply in
+/// every queue. The type need not be registered: workers elsewhere may serve it.
+#[utoipa::path(patch, path = "/api/task-types/{type}", tag = "queues", request_body = UpdateType,
+    params(("type" = String, Path, description = "Task type (case-insensitive)")),
+    responses((status = 200, body = TypeSettings), (status = 400, body = super::tasks::ErrorBody),
+              (status = 503, body = super::tasks::ErrorBody)))]
+pub(super) async fn update_type(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Json<UpdateType>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.trim().to_lowercase();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::BadRequest("the task type must be 1 to 255 characters".into()));
+    }
+    let body = body.into_inner();
+    let change = TypeChange {
+        rate_limit: body.rate_limit,
+        max_per_key: count_limit("max_per_key", body.max_per_key)?,
+    };
+    if change == TypeChange::default() {
+        return Err(ApiError::BadRequest(
+            "nothing to change: give rate_limit or max_per_key (a value, or null)".into(),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(state.store.change_type(&name, change).await?))
 }
 
 /// Pause a queue: no task of it starts until it is resumed; running ones finish. An
@@ -137,6 +219,6 @@ pub(super) async fn resume(
 async fn set_paused(state: &AppState, name: &str, paused: bool) -> Result<HttpResponse, ApiError> {
     let name = queue_name(name)?;
     let settings: QueueSettings =
-        state.store.change_queue(name, QueueChange { paused: Some(paused), max_running: None }).await?;
+        state.store.change_queue(name, QueueChange { paused: Some(paused), ..Default::default() }).await?;
     Ok(HttpResponse::Ok().json(settings))
 }

@@ -67,10 +67,13 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// The registered task types.
+/// The registered task types, and every type's flow settings.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TaskTypes {
     pub types: Vec<String>,
+    /// The types with a rate limit or a key limit (`PATCH /api/task-types/{type}`),
+    /// registered here or not.
+    pub settings: Vec<crate::store::TypeSettings>,
 }
 
 /// Create up to 1000 tasks in one transaction.
@@ -104,10 +107,22 @@ pub(super) async fn create_batch(
 
 /// One task.
 #[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "Task id")),
-    responses((status = 200, body = Task), (status = 404, description = "Unknown or malformed id", body = ErrorBody)))]
+    responses((status = 200, body = TaskDetail), (status = 404, description = "Unknown or malformed id", body = ErrorBody)))]
 pub(super) async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let task = state.store.get_task(task_id(&id)?).await?.ok_or(ApiError::NotFound("task not found"))?;
-    Ok(HttpResponse::Ok().json(task))
+    let held = state.store.hold_reason(&task).await?;
+    Ok(HttpResponse::Ok().json(TaskDetail { task, held }))
+}
+
+/// A task, and why it waits if its limits hold it back.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    pub task: Task,
+    /// Set on a runnable queued task that a limit holds back: its queue is paused or
+    /// full, a rate limit has no slot yet, or its concurrency key is busy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::store::flow::HoldReason>,
 }
 
 /// A task's history, oldest first.
@@ -180,9 +195,11 @@ pub(super) async fn retry(
     transition(state.store.retry(task_id(&id)?).await?, "retried", "failed or cancelled")
 }
 
-/// The registered task types.
-#[utoipa::path(get, path = "/api/task-types", tag = "tasks", responses((status = 200, body = TaskTypes)))]
-pub(super) async fn task_types(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .json(TaskTypes { types: state.registry.types().into_iter().map(str::to_owned).collect() })
+/// The registered task types, and every type's flow settings.
+#[utoipa::path(get, path = "/api/task-types", tag = "tasks",
+    responses((status = 200, body = TaskTypes), (status = 503, body = ErrorBody)))]
+pub(super) async fn task_types(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let settings = state.store.type_settings().await?;
+    let types = state.registry.types().into_iter().map(str::to_owned).collect();
+    Ok(HttpResponse::Ok().json(TaskTypes { types, settings }))
 }

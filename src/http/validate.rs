@@ -113,6 +113,11 @@ pub struct CreateTask {
     #[serde(default, deserialize_with = "queue_field")]
     #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_.-]{1,64}$", example = "emails")]
     pub queue: Option<String>,
+    /// Tasks of a queue with the same key (a tenant, an account) run at most the key
+    /// limit at a time (`max_per_key` of the type, else of the queue, else 1).
+    /// 1 to 255 characters, not all whitespace, no NUL.
+    #[schema(min_length = 1, max_length = 255, example = "tenant-42")]
+    pub concurrency_key: Option<String>,
 }
 
 /// The optional body of `POST /api/tasks/{id}/cancel`. TaskQueue-Go's clients send
@@ -301,6 +306,7 @@ impl CreateTask {
             run_at,
             idempotency_key: text(&format!("{field}idempotency_key"), self.idempotency_key, false)?,
             queue: queue_name(&format!("{field}queue"), self.queue)?,
+            concurrency_key: text(&format!("{field}concurrency_key"), self.concurrency_key, false)?,
         })
     }
 }

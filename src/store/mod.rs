@@ -14,9 +14,11 @@
 //! - `postgres`, `sqlite`: one module per backend holding every query for it;
 //! - [`stats`]: assembles the statistics snapshot from the backend's counters;
 //! - [`search`], `bulk`: the task search and bulk actions on it, over both backends;
+//! - [`flow`]: rate limits and concurrency keys: what a planned claim takes;
 //! - `schedules`: periodic tasks and the scheduler's leadership ([`ScheduleStore`]).
 
 mod bulk;
+pub mod flow;
 mod group;
 mod model;
 mod postgres;
@@ -146,15 +148,26 @@ pub trait Store: ScheduleStore + Send + Sync + 'static {
 
     /// Claims at most `limit` runnable tasks of `queue` in claim order (`priority DESC,
     /// run_at, id`) for `worker_id`, with a lease of `timeout_seconds + lease_grace`.
-    /// Claims nothing from a paused queue, and no more than a limited queue's
-    /// `max_running` leaves free across all workers.
+    /// Claims nothing from a paused queue, no more than a limited queue's `max_running`
+    /// leaves free across all workers, and no task that its rate limits or its
+    /// concurrency key hold back ([`flow`]).
+    async fn claim_batch(
+        &self,
+        worker_id: &str,
+        queue: &str,
+        limit: u32,
+        lease_grace: Duration,
+    ) -> Result<Claim>;
+    /// [`Store::claim_batch`]'s tasks alone.
     async fn claim(
         &self,
         worker_id: &str,
         queue: &str,
         limit: u32,
         lease_grace: Duration,
-    ) -> Result<Vec<Task>>;
+    ) -> Result<Vec<Task>> {
+        Ok(self.claim_batch(worker_id, queue, limit, lease_grace).await?.tasks)
+    }
     /// Marks attempts succeeded; returns the ids whose fence held.
     async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>>;
     /// Records failed attempts and the retry decision; returns the ids whose fence held.
@@ -203,6 +216,14 @@ pub trait Store: ScheduleStore + Send + Sync + 'static {
     /// the change in `queue_history`. Returns once every claim that could have read the
     /// old settings has committed, and wakes the queue's Dispatchers.
     async fn change_queue(&self, name: &str, change: QueueChange) -> Result<QueueSettings>;
+    /// Why a runnable queued task is not running, if its limits say ([`flow::HoldReason`]).
+    async fn hold_reason(&self, task: &Task) -> Result<Option<flow::HoldReason>>;
+    /// Every task type with flow settings, by name.
+    async fn type_settings(&self) -> Result<Vec<TypeSettings>>;
+    /// Changes a task type's flow settings, recording the change in `flow_history`; a
+    /// type left with no settings has no row. Returns once every claim that could have
+    /// read the old settings has committed.
+    async fn change_type(&self, name: &str, change: TypeChange) -> Result<TypeSettings>;
     async fn live_workers(&self) -> Result<Vec<WorkerInfo>>;
     /// Folds counter deltas and drops throughput older than an hour.
     async fn compact_counters(&self) -> Result<()>;
@@ -313,6 +334,8 @@ fn queue_stats(
         name: name.to_owned(),
         max_running: None,
         paused: false,
+        rate_limit: None,
+        max_per_key: None,
         queued: 0,
         running: 0,
         succeeded: 0,
@@ -326,6 +349,7 @@ fn queue_stats(
     for setting in settings {
         let queue = queues.entry(&setting.name).or_insert_with(|| empty(&setting.name));
         (queue.max_running, queue.paused) = (setting.max_running, setting.paused);
+        (queue.rate_limit, queue.max_per_key) = (setting.rate_limit, setting.max_per_key);
     }
     for (name, status, count) in counts {
         let queue = queues.entry(name).or_insert_with(|| empty(name));

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::flow::{Held, RateLimit};
+
 /// The queue of tasks created without one, and the one a worker serves without
 /// `WORKER_QUEUES`.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -145,6 +147,10 @@ pub struct Task {
     pub cancel_reason: Option<String>,
     /// The named queue the task waits in; workers claim per queue.
     pub queue: String,
+    /// Tasks of a queue with the same key run at most `max_per_key` at a time.
+    #[sqlx(default)]
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
     /// The schedule that enqueued the task, if one did.
     #[sqlx(default)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,6 +250,8 @@ pub struct NewTask {
     pub run_at: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
     pub queue: String,
+    /// Tasks of a queue with the same key run at most `max_per_key` at a time.
+    pub concurrency_key: Option<String>,
     pub max_snoozes: i32,
 }
 
@@ -272,6 +280,7 @@ impl NewTask {
             run_at: None,
             idempotency_key: None,
             queue: DEFAULT_QUEUE.to_owned(),
+            concurrency_key: None,
             max_snoozes: DEFAULT_MAX_SNOOZES,
         }
     }
@@ -539,7 +548,7 @@ pub struct Stats {
 
 /// A queue's settings, stored in `queues` and changed through `PATCH /api/queues/{name}`,
 /// pause and resume.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueSettings {
     pub name: String,
     /// At most this many of the queue's tasks run at once across all workers (tasks
@@ -547,15 +556,135 @@ pub struct QueueSettings {
     pub max_running: Option<i32>,
     /// No task of a paused queue starts; running ones finish.
     pub paused: bool,
+    /// At most `max` of the queue's tasks start per `per`, across all workers, spaced
+    /// evenly; `null` for no limit.
+    #[schema(value_type = Option<super::flow::RateLimitJson>)]
+    pub rate_limit: Option<RateLimit>,
+    /// How many of the queue's tasks with one `concurrency_key` may run at once (a
+    /// type's own `max_per_key` overrides it); `null` means 1.
+    pub max_per_key: Option<i32>,
     pub updated_at: DateTime<Utc>,
 }
 
-/// A change to a queue's settings; `None` leaves a setting as it is.
+/// A `queues` row as both backends read it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct QueueRow {
+    name: String,
+    max_running: Option<i32>,
+    paused: bool,
+    rate_max: Option<i32>,
+    rate_per_ms: Option<i64>,
+    max_per_key: Option<i32>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The columns a [`QueueRow`] reads.
+pub(crate) const QUEUE_COLUMNS: &str =
+    "name, max_running, paused, rate_max, rate_per_ms, max_per_key, updated_at";
+
+impl From<QueueRow> for QueueSettings {
+    fn from(row: QueueRow) -> Self {
+        Self {
+            name: row.name,
+            max_running: row.max_running,
+            paused: row.paused,
+            rate_limit: RateLimit::from_columns(row.rate_max, row.rate_per_ms),
+            max_per_key: row.max_per_key,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A change to a queue's settings; `None` leaves a setting as it is, `Some(None)`
+/// removes it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct QueueChange {
     pub paused: Option<bool>,
-    /// `Some(None)` removes the limit.
     pub max_running: Option<Option<i32>>,
+    pub rate_limit: Option<Option<RateLimit>>,
+    pub max_per_key: Option<Option<i32>>,
+}
+
+impl QueueChange {
+    /// Whether the change touches the flow settings `flow_history` records.
+    pub fn changes_flow(&self) -> bool {
+        self.rate_limit.is_some() || self.max_per_key.is_some()
+    }
+}
+
+/// A task type's flow settings, stored in `task_types` and changed through
+/// `PATCH /api/task-types/{type}`. They apply in every queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TypeSettings {
+    #[serde(rename = "type")]
+    pub name: String,
+    /// At most `max` tasks of the type start per `per`, whatever their queue.
+    #[schema(value_type = Option<super::flow::RateLimitJson>)]
+    pub rate_limit: Option<RateLimit>,
+    /// Overrides the queue's `max_per_key` for tasks of this type.
+    pub max_per_key: Option<i32>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A `task_types` row as both backends read it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct TypeRow {
+    name: String,
+    rate_max: Option<i32>,
+    rate_per_ms: Option<i64>,
+    max_per_key: Option<i32>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The columns a [`TypeRow`] reads.
+pub(crate) const TYPE_COLUMNS: &str = "name, rate_max, rate_per_ms, max_per_key, updated_at";
+
+impl From<TypeRow> for TypeSettings {
+    fn from(row: TypeRow) -> Self {
+        Self {
+            name: row.name,
+            rate_limit: RateLimit::from_columns(row.rate_max, row.rate_per_ms),
+            max_per_key: row.max_per_key,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A change to a task type's flow settings, as [`QueueChange`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TypeChange {
+    pub rate_limit: Option<Option<RateLimit>>,
+    pub max_per_key: Option<Option<i32>>,
+}
+
+/// What a claim took, and what it left queued for flow control.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claim {
+    /// The claimed tasks in claim order. A rate-limited task's `started_at` may lie up
+    /// to [`LOOKAHEAD`](super::flow::LOOKAHEAD) ahead: it must not start before.
+    pub tasks: Vec<Task>,
+    /// How long after the claim each task may start (zero for most), by the database's
+    /// clock, parallel to `tasks`.
+    pub start_in: Vec<std::time::Duration>,
+    pub held: Held,
+}
+
+impl Claim {
+    /// Tasks claimed from the head of the queue: each may start at once.
+    pub fn unplanned(tasks: Vec<Task>) -> Self {
+        Self { start_in: vec![std::time::Duration::ZERO; tasks.len()], tasks, held: Held::default() }
+    }
+
+    /// Tasks a planned claim took at `now`: each waits for its recorded start.
+    pub fn planned(tasks: Vec<Task>, plan: &super::flow::Plan, now: DateTime<Utc>) -> Self {
+        let start_in = tasks
+            .iter()
+            .map(|task| {
+                task.started_at.map_or(Default::default(), |at| (at - now).to_std().unwrap_or_default())
+            })
+            .collect();
+        Self { tasks, start_in, held: plan.held }
+    }
 }
 
 /// One queue in the statistics snapshot and in `GET /api/queues`.
@@ -564,6 +693,9 @@ pub struct QueueStats {
     pub name: String,
     pub max_running: Option<i32>,
     pub paused: bool,
+    #[schema(value_type = Option<super::flow::RateLimitJson>)]
+    pub rate_limit: Option<RateLimit>,
+    pub max_per_key: Option<i32>,
     pub queued: i64,
     /// Running now, prefetched tasks included (what `max_running` caps).
     pub running: i64,

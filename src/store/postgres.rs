@@ -19,6 +19,7 @@ use batch_sql::{APPLY_FAILURES, CLAIM, COMPLETE, PROGRESS, RELEASE};
 
 mod batch_sql;
 mod bulk;
+mod flow;
 mod schedules;
 mod search;
 
@@ -93,6 +94,9 @@ pub struct PgStore {
     /// A wake-up was asked for: only then does `close` send a last one, so that a
     /// store opened to migrate or check closes without a word to the workers.
     woke: std::sync::atomic::AtomicBool,
+    /// The queues whose last claim was planned ([`flow`]): their claims go straight to
+    /// the planned claim, which says when they need planning no more.
+    planned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl PgStore {
@@ -123,7 +127,14 @@ impl PgStore {
         let (wakeup, wanted) = tokio::sync::mpsc::channel(1);
         let pending = Arc::new(std::sync::Mutex::new(PendingWake::default()));
         crate::runtime::spawn_io(Self::wakeup_loop(pool.clone(), wanted, Arc::clone(&pending)));
-        Ok(Self { pool, schema_changed, wakeup, pending, woke: Default::default() })
+        Ok(Self {
+            pool,
+            schema_changed,
+            wakeup,
+            pending,
+            woke: Default::default(),
+            planned: Default::default(),
+        })
     }
 
     /// The connection settings of every session: the URL's, with JIT compilation off.
@@ -278,6 +289,9 @@ impl Store for PgStore {
         let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
         let queues: Vec<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
         let max_snoozes: Vec<i32> = tasks.iter().map(|t| t.max_snoozes).collect();
+        let concurrency_keys: Vec<Option<&str>> =
+            tasks.iter().map(|t| t.concurrency_key.as_deref()).collect();
+        self.mark_keyed(tasks).await?;
 
         // One statement: insert and write the history. The NOTIFY that wakes the
         // Dispatchers follows the commit (`wake_workers` says why).
@@ -286,18 +300,20 @@ impl Store for PgStore {
             WITH input AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[],
                                      $6::int[], $7::int[], $8::int[], $9::timestamptz[], $10::text[],
-                                     $11::text[], $12::int[])
+                                     $11::text[], $12::text[], $13::int[])
                     AS i (id, name, type, payload, priority, max_retries, backoff_seconds,
-                          timeout_seconds, run_at, idempotency_key, queue, max_snoozes)
+                          timeout_seconds, run_at, idempotency_key, queue, concurrency_key, max_snoozes)
             ), known AS (
                 -- An existing queue is found in its index and left alone: no write.
                 INSERT INTO queues (name) SELECT DISTINCT queue FROM input
                 ON CONFLICT (name) DO NOTHING
             ), inserted AS (
                 INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
-                                   timeout_seconds, run_at, idempotency_key, queue, max_snoozes)
+                                   timeout_seconds, run_at, idempotency_key, queue, concurrency_key,
+                                   max_snoozes)
                 SELECT id, name, type, payload::jsonb, priority, max_retries, backoff_seconds,
-                       timeout_seconds, coalesce(run_at, now()), idempotency_key, queue, max_snoozes
+                       timeout_seconds, coalesce(run_at, now()), idempotency_key, queue, concurrency_key,
+                       max_snoozes
                 FROM input
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING *
@@ -319,6 +335,7 @@ impl Store for PgStore {
         .bind(&run_ats)
         .bind(&keys)
         .bind(&queues)
+        .bind(&concurrency_keys)
         .bind(&max_snoozes)
         .fetch_all(&self.pool)
         .await?;
@@ -365,20 +382,34 @@ impl Store for PgStore {
         search::search(&self.pool, filter).await
     }
 
-    async fn claim(
+    async fn claim_batch(
         &self,
         worker_id: &str,
         queue: &str,
         limit: u32,
         lease_grace: Duration,
-    ) -> Result<Vec<Task>> {
-        Ok(sqlx::query_as(CLAIM)
+    ) -> Result<Claim> {
+        let planned = || self.planned.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if planned().contains(queue) {
+            if let Some(claim) = self.planned_claim(worker_id, queue, limit, lease_grace).await? {
+                return Ok(claim);
+            }
+            planned().remove(queue);
+        }
+        let tasks: Vec<Task> = sqlx::query_as(CLAIM)
             .bind(i64::from(limit))
             .bind(worker_id)
             .bind(lease_grace.as_secs_f64())
             .bind(queue)
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        // The head-of-queue claim takes nothing from a queue that needs planning.
+        if tasks.is_empty() && self.claims_are_planned(queue).await? {
+            planned().insert(queue.to_owned());
+            let claim = self.planned_claim(worker_id, queue, limit, lease_grace).await?;
+            return Ok(claim.unwrap_or_default());
+        }
+        Ok(Claim::unplanned(tasks))
     }
 
     async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>> {
@@ -601,9 +632,11 @@ impl Store for PgStore {
     }
 
     async fn queue_settings(&self) -> Result<Vec<QueueSettings>> {
-        Ok(sqlx::query_as("SELECT name, max_running, paused, updated_at FROM queues ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?)
+        let rows: Vec<QueueRow> =
+            sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn change_queue(&self, name: &str, change: QueueChange) -> Result<QueueSettings> {
@@ -615,28 +648,43 @@ impl Store for PgStore {
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        let before: Option<QueueSettings> = sqlx::query_as(
-            "SELECT name, max_running, paused, updated_at FROM queues WHERE name = $1 FOR UPDATE",
-        )
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let after: QueueSettings = sqlx::query_as(
+        let before: Option<QueueRow> =
+            sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE name = $1 FOR UPDATE"))
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let before = before.map(QueueSettings::from);
+        // A new rate limit starts with a fresh bucket.
+        let after: QueueRow = sqlx::query_as(&format!(
             r#"
-            INSERT INTO queues (name, paused, max_running) VALUES ($1, coalesce($2, false), $4)
+            INSERT INTO queues (name, paused, max_running, rate_max, rate_per_ms, max_per_key)
+            VALUES ($1, coalesce($2, false), $4, $6, $7, $9)
             ON CONFLICT (name) DO UPDATE SET
                 paused = coalesce($2, queues.paused),
                 max_running = CASE WHEN $3 THEN $4 ELSE queues.max_running END,
+                rate_max = CASE WHEN $5 THEN $6 ELSE queues.rate_max END,
+                rate_per_ms = CASE WHEN $5 THEN $7 ELSE queues.rate_per_ms END,
+                rate_tat = CASE WHEN $5 THEN NULL ELSE queues.rate_tat END,
+                max_per_key = CASE WHEN $8 THEN $9 ELSE queues.max_per_key END,
                 updated_at = now()
-            RETURNING name, max_running, paused, updated_at
-            "#,
-        )
+            RETURNING {QUEUE_COLUMNS}
+            "#
+        ))
         .bind(name)
         .bind(change.paused)
         .bind(change.max_running.is_some())
         .bind(change.max_running.flatten())
+        .bind(change.rate_limit.is_some())
+        .bind(change.rate_limit.flatten().map(|l| l.max))
+        .bind(change.rate_limit.flatten().map(|l| l.per_ms))
+        .bind(change.max_per_key.is_some())
+        .bind(change.max_per_key.flatten())
         .fetch_one(&mut *tx)
         .await?;
+        let after = QueueSettings::from(after);
+        if change.changes_flow() {
+            flow::record_flow(&mut tx, "queue", name, after.rate_limit, after.max_per_key).await?;
+        }
         for (event, max_running) in queue_events(before.as_ref(), &after) {
             sqlx::query("INSERT INTO queue_history (queue, event, max_running) VALUES ($1, $2, $3)")
                 .bind(name)
@@ -650,6 +698,18 @@ impl Store for PgStore {
             tracing::warn!(error = %error, queue = name, "could not notify workers of a queue change; they will see it at their next poll");
         }
         Ok(after)
+    }
+
+    async fn hold_reason(&self, task: &Task) -> Result<Option<super::flow::HoldReason>> {
+        self.read_hold_reason(task).await
+    }
+
+    async fn type_settings(&self) -> Result<Vec<TypeSettings>> {
+        self.read_type_settings().await
+    }
+
+    async fn change_type(&self, name: &str, change: TypeChange) -> Result<TypeSettings> {
+        self.write_type_settings(name, change).await
     }
 
     async fn live_workers(&self) -> Result<Vec<WorkerInfo>> {

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::*;
 
 mod bulk;
+mod flow;
 mod schedules;
 mod search;
 
@@ -104,8 +105,8 @@ impl SqliteStore {
             r#"
             INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds,
                                timeout_seconds, run_at, idempotency_key, created_at, updated_at,
-                               queue, schedule, tick_at, max_snoozes)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15)
+                               queue, schedule, tick_at, concurrency_key, max_snoozes)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16)
             ON CONFLICT DO NOTHING
             RETURNING *
             "#,
@@ -124,11 +125,15 @@ impl SqliteStore {
         .bind(&new.queue)
         .bind(schedule)
         .bind(tick_at)
+        .bind(new.concurrency_key.as_deref())
         .bind(new.max_snoozes)
         .fetch_optional(&mut **tx)
         .await?;
         if let Some(task) = &task {
             Self::insert_event(tx, task, EventType::TaskQueued, None, None).await?;
+            if task.concurrency_key.is_some() {
+                Self::mark_keyed(tx, &task.queue).await?;
+            }
         }
         Ok(task)
     }
@@ -383,68 +388,14 @@ impl Store for SqliteStore {
         search::search(&self.pool, filter).await
     }
 
-    async fn claim(
+    async fn claim_batch(
         &self,
         worker_id: &str,
         queue: &str,
         limit: u32,
         lease_grace: Duration,
-    ) -> Result<Vec<Task>> {
-        let mut tx = self.write().await?;
-        let at = now();
-        // The write lock is held: the settings and the running count are exact.
-        let settings: Option<(bool, Option<i64>)> =
-            sqlx::query_as("SELECT paused, max_running FROM queues WHERE name = $1")
-                .bind(queue)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let allowed = match settings {
-            None | Some((true, _)) => 0,
-            Some((false, None)) => i64::from(limit),
-            Some((false, Some(max_running))) => {
-                let running: i64 =
-                    sqlx::query_scalar("SELECT count(*) FROM tasks WHERE queue = $1 AND status = 'running'")
-                        .bind(queue)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                (max_running - running).clamp(0, i64::from(limit))
-            }
-        };
-        let picked: Vec<(Uuid, i32)> = sqlx::query_as(
-            r#"
-            SELECT id, timeout_seconds FROM tasks
-            WHERE status = 'queued' AND queue = $3 AND run_at <= $1
-            ORDER BY priority DESC, run_at, id
-            LIMIT $2
-            "#,
-        )
-        .bind(at)
-        .bind(allowed)
-        .bind(queue)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claimed = Vec::with_capacity(picked.len());
-        for (id, timeout_seconds) in picked {
-            let lease = Duration::from_secs(timeout_seconds.max(0) as u64) + lease_grace;
-            let task: Task = sqlx::query_as(
-                r#"
-                UPDATE tasks SET status = 'running', worker_id = $2, attempt = attempt + 1,
-                                 started_at = $3, updated_at = $3, locked_until = $4
-                WHERE id = $1
-                RETURNING *
-                "#,
-            )
-            .bind(id)
-            .bind(worker_id)
-            .bind(at)
-            .bind(after(lease))
-            .fetch_one(&mut *tx)
-            .await?;
-            Self::insert_event(&mut tx, &task, EventType::TaskStarted, None, None).await?;
-            claimed.push(task);
-        }
-        tx.commit().await?;
-        Ok(claimed)
+    ) -> Result<Claim> {
+        self.claim_in(worker_id, queue, limit, lease_grace).await
     }
 
     async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<Vec<Uuid>> {
@@ -728,38 +679,56 @@ impl Store for SqliteStore {
     }
 
     async fn queue_settings(&self) -> Result<Vec<QueueSettings>> {
-        Ok(sqlx::query_as("SELECT name, max_running, paused, updated_at FROM queues ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?)
+        let rows: Vec<QueueRow> =
+            sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn change_queue(&self, name: &str, change: QueueChange) -> Result<QueueSettings> {
         // The write lock orders this change against every claim.
         let mut tx = self.write().await?;
         let at = now();
-        let before: Option<QueueSettings> =
-            sqlx::query_as("SELECT name, max_running, paused, updated_at FROM queues WHERE name = $1")
+        let before: Option<QueueRow> =
+            sqlx::query_as(&format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE name = $1"))
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let after: QueueSettings = sqlx::query_as(
+        let before = before.map(QueueSettings::from);
+        // A new rate limit starts with a fresh bucket.
+        let after: QueueRow = sqlx::query_as(&format!(
             r#"
-            INSERT INTO queues (name, paused, max_running, created_at, updated_at)
-            VALUES ($1, coalesce($2, 0), $4, $5, $5)
+            INSERT INTO queues (name, paused, max_running, rate_max, rate_per_ms, max_per_key,
+                                created_at, updated_at)
+            VALUES ($1, coalesce($2, 0), $4, $7, $8, $10, $5, $5)
             ON CONFLICT (name) DO UPDATE SET
                 paused = coalesce($2, queues.paused),
                 max_running = CASE WHEN $3 THEN $4 ELSE queues.max_running END,
+                rate_max = CASE WHEN $6 THEN $7 ELSE queues.rate_max END,
+                rate_per_ms = CASE WHEN $6 THEN $8 ELSE queues.rate_per_ms END,
+                rate_tat = CASE WHEN $6 THEN NULL ELSE queues.rate_tat END,
+                max_per_key = CASE WHEN $9 THEN $10 ELSE queues.max_per_key END,
                 updated_at = $5
-            RETURNING name, max_running, paused, updated_at
-            "#,
-        )
+            RETURNING {QUEUE_COLUMNS}
+            "#
+        ))
         .bind(name)
         .bind(change.paused)
         .bind(change.max_running.is_some())
         .bind(change.max_running.flatten())
         .bind(at)
+        .bind(change.rate_limit.is_some())
+        .bind(change.rate_limit.flatten().map(|l| l.max))
+        .bind(change.rate_limit.flatten().map(|l| l.per_ms))
+        .bind(change.max_per_key.is_some())
+        .bind(change.max_per_key.flatten())
         .fetch_one(&mut *tx)
         .await?;
+        let after = QueueSettings::from(after);
+        if change.changes_flow() {
+            flow::record_flow(&mut tx, "queue", name, after.rate_limit, after.max_per_key, at).await?;
+        }
         for (event, max_running) in queue_events(before.as_ref(), &after) {
             sqlx::query(
                 "INSERT INTO queue_history (queue, event, max_running, created_at) VALUES ($1, $2, $3, $4)",
@@ -774,6 +743,18 @@ impl Store for SqliteStore {
         tx.commit().await?;
         self.wake_workers(Hint::Settings(name.to_owned()));
         Ok(after)
+    }
+
+    async fn hold_reason(&self, task: &Task) -> Result<Option<super::flow::HoldReason>> {
+        self.read_hold_reason(task).await
+    }
+
+    async fn type_settings(&self) -> Result<Vec<TypeSettings>> {
+        self.read_type_settings().await
+    }
+
+    async fn change_type(&self, name: &str, change: TypeChange) -> Result<TypeSettings> {
+        self.write_type_settings(name, change).await
     }
 
     async fn live_workers(&self) -> Result<Vec<WorkerInfo>> {

@@ -561,6 +561,36 @@ describe('taskq dashboard in a real browser', () => {
     assert.ok(!(await error.isVisible()), 'the error goes with the edit');
   });
 
+  it('shows a queue\'s flow settings and why a queued task is held back', STEP_TIMEOUT, async () => {
+    const changed = await api(`/api/queues/${queueB}`, {
+      method: 'PATCH', body: { rate_limit: { max: 5, per: '1s' }, max_per_key: 1 },
+    });
+    assert.equal(changed.status, 200, `PATCH answered ${changed.status}: ${changed.text}`);
+    const flow = queueRow(page, queueB).locator('.q-flow');
+    await eventually(async () => (await flow.textContent()) === 'at most 5 per 1s · 1 per key',
+      { message: 'the rate and key limits under the queue\'s name' });
+
+    // A key's first task runs (a long sleep in the served queue); its second waits.
+    const key = `browser-key-${RUN}`;
+    const first = await createTask({ name: `browser ${key} 1`, type: 'sleep', payload: { ms: 8000 }, concurrency_key: key });
+    await eventually(async () => (await api(`/api/tasks/${first.id}`)).body.status === 'running',
+      { message: 'the key\'s first task to run' });
+    const second = await createTask({ name: `browser ${key} 2`, type: 'noop', payload: {}, concurrency_key: key });
+    await eventually(async () => (await api(`/api/tasks/${second.id}`)).body.held?.reason === 'waiting_for_key',
+      { message: 'GET /api/tasks/{id} to say the task waits for its key' });
+    await page.goto(`${BASE_URL}/#/tasks/${second.id}`);
+    const held = page.locator('#detail-held');
+    await held.waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.match(await held.textContent(), new RegExp(`Held back: waiting for key ${key} \\(1 of 1 running\\)`));
+    await assertAccessible(page, 'a held-back task');
+    await screenshot(page, '12-held-back', { fullPage: false });
+    await page.keyboard.press('Escape');
+    await page.locator('#detail').waitFor({ state: 'hidden' });
+    // Once the first ends, the second runs: the key held it, nothing else.
+    await eventually(async () => (await api(`/api/tasks/${second.id}`)).body.status === 'succeeded',
+      { message: 'the second task to run after the first', timeout: 20000 });
+  });
+
   it('filters the task list by queue', STEP_TIMEOUT, async () => {
     const filter = page.locator('#filters').getByRole('combobox', { name: /^Queue/ });
     const request = page.waitForRequest((req) => {

@@ -744,7 +744,7 @@ async fn the_committed_openapi_document_matches_the_code() {
         .values()
         .flat_map(|item| item.as_object().unwrap().values())
         .collect();
-    assert_eq!(operations.len(), 24);
+    assert_eq!(operations.len(), 26);
     for operation in &operations {
         assert!(operation["responses"].get("401").is_some(), "401 documented: {operation}");
     }

@@ -3,8 +3,11 @@
 
 mod api;
 mod engine;
+mod enqueue_sql;
+mod flow;
 mod group;
 mod helpers;
+mod import;
 mod long_work;
 mod oversized;
 mod queues;

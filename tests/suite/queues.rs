@@ -38,11 +38,11 @@ fn sleeps(queue: &str, count: usize, ms: u64) -> Vec<NewTask> {
 }
 
 fn limit(n: i32) -> QueueChange {
-    QueueChange { max_running: Some(Some(n)), paused: None }
+    QueueChange { max_running: Some(Some(n)), ..Default::default() }
 }
 
 fn paused(paused: bool) -> QueueChange {
-    QueueChange { paused: Some(paused), max_running: None }
+    QueueChange { paused: Some(paused), ..Default::default() }
 }
 
 async fn complete(store: &dyn Store, worker: &str, tasks: &[taskq::store::Task]) {
@@ -155,7 +155,10 @@ async fn a_limited_queue_runs_at_most_its_limit_across_workers_and_a_rescue_free
     assert_eq!(store.claim("w2", "partner", 10, GRACE).await.unwrap().len(), 1);
 
     // Removing the limit lets the rest run.
-    store.change_queue("partner", QueueChange { max_running: Some(None), paused: None }).await.unwrap();
+    store
+        .change_queue("partner", QueueChange { max_running: Some(None), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(store.claim("w2", "partner", 10, GRACE).await.unwrap().len(), 5);
 }
 
@@ -420,7 +423,8 @@ async fn a_bad_queue_on_a_task_is_a_400_naming_the_field(#[case] backend: Backen
 #[actix_rt::test]
 async fn limits_in_the_configuration_file_are_applied_at_start() {
     let app = spawn_app_with(Backend::Sqlite, Registry::with_builtins(0.01), |config| {
-        config.queue_limits.insert("partner".into(), Some(7));
+        let change = taskq::store::QueueChange { max_running: Some(Some(7)), ..Default::default() };
+        config.queue_settings.insert("partner".into(), change);
     })
     .await;
     let (_, partner) = json_of(app.get("/api/queues/partner").await).await;

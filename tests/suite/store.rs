@@ -205,10 +205,17 @@ async fn history_reads_the_same_events_as_rows() {
     assert_eq!(streamed.into_iter().map(|e| e.event).collect::<Vec<_>>(), all, "the stream reads the same");
     assert_eq!(store.last_event_id().await.unwrap(), all.last().unwrap().id);
 
-    // Back to before 20261202000001_lean_runs, whatever came after it.
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
-    let newest = "SELECT max(version) FROM _sqlx_migrations WHERE success";
-    while sqlx::query_scalar::<_, i64>(newest).fetch_one(&mut conn).await.unwrap() >= 20261202000001 {
+    // Reverts the migrations down to, and including, the one that made it so.
+    const LEAN_RUNS: i64 = 20261202000001;
+    loop {
+        let newest: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if newest < LEAN_RUNS {
+            break;
+        }
         store.migrate_down().await.unwrap();
     }
     for (id, viewed) in ids.into_iter().zip(viewed) {
