@@ -25,10 +25,12 @@
 //! | 14–16 | schedules: one task per tick, gaps only while no process led or while paused, nothing enqueued while paused (see `schedules`) |
 //! | 17 | no two starts under a queue's or a type's rate limit closer than `per / max` (so no window of `per` holds more than `max`) |
 //! | 18 | no more attempts of a queue with one concurrency key overlap than the key limit when one of them starts |
+//! | 19 | no snooze spent a retry, and each says when its task runs again |
+//! | 20 | no cancelled task ran again (no `task_started` after `task_cancelled`, unless a manual retry requeued it) |
 //!
 //! Each family of invariants has its module. `lifecycle` walks every history through
-//! the state machine (2, 3, 5, 8, 10) and hands each step to `retries` (4, 9) and
-//! `leases` (6, 7, 11) as it meets it; `queues` (12, 13), `schedules` (14–16) and `limits` (17, 18)
+//! the state machine (2, 3, 5, 8, 10, 20) and hands each step to `retries` (4, 9, 19)
+//! and `leases` (6, 7, 11) as it meets it; `queues` (12, 13), `schedules` (14–16) and `limits` (17, 18)
 //! collect what they need page by page and judge it once every page is read. This
 //! module reads the database and runs them.
 //!
@@ -149,6 +151,8 @@ pub enum Invariant {
     SchedulePaused = 16,
     RateLimit = 17,
     KeyLimit = 18,
+    SnoozeSpentNoRetry = 19,
+    CancelledRanAgain = 20,
 }
 
 impl Invariant {

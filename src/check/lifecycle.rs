@@ -90,10 +90,20 @@ impl TaskCheck<'_> {
                 );
             }
 
-            // Invariant 8: after a terminal state only a manual retry.
+            // Invariant 8: after a terminal state only a manual retry; invariant 20 for
+            // the case that matters most to whoever cancelled: the task ran again.
             if let Some(terminal) = previous.filter(|s| s.is_terminal()) {
                 let manual = is_manual_retry(event) && terminal != TaskStatus::Succeeded;
-                if !manual {
+                if terminal == TaskStatus::Cancelled && kind == EventType::TaskStarted {
+                    self.violation(
+                        Invariant::CancelledRanAgain,
+                        format!(
+                            "attempt {} started (event {}) after the task was cancelled",
+                            attempts.len() + 1,
+                            event.id
+                        ),
+                    );
+                } else if !manual {
                     self.violation(
                         Invariant::TerminalIsFinal,
                         format!("{kind:?} (event {}) follows the terminal status {terminal:?}", event.id),
@@ -121,7 +131,8 @@ impl TaskCheck<'_> {
                                 attempts.len()
                             ),
                         );
-                    } else if previous != Some(TaskStatus::Queued) {
+                    } else if !matches!(previous, Some(TaskStatus::Queued | TaskStatus::Cancelled)) {
+                        // (A start after a cancel is invariant 20's, above.)
                         self.violation(
                             Invariant::HistoryShape,
                             format!("task_started (event {}) from status {previous:?}", event.id),
@@ -209,12 +220,7 @@ impl TaskCheck<'_> {
                 // and puts the task back until `next_run_at`, spending no retry.
                 EventType::TaskSnoozed => {
                     self.outcome(event, previous, attempts.last_mut());
-                    if event.next_run_at.is_none() {
-                        self.violation(
-                            Invariant::HistoryShape,
-                            format!("task_snoozed (event {}) has no next_run_at", event.id),
-                        );
-                    }
+                    self.snoozed(event, retries);
                     due = event.next_run_at;
                     state = Some(TaskStatus::Queued);
                 }
@@ -376,6 +382,29 @@ mod tests {
         assert_eq!(broken(&story.verify(vec![], &settled)), [2]);
         assert!(story.verify(vec![], &Options::default()).passed());
         assert_eq!(broken(&Story::new().verify(vec![], &settled)), [2]);
+    }
+
+    #[test]
+    fn a_cancelled_task_that_runs_again_is_a_violation_unless_retried_by_hand() {
+        let mut story = Story::new();
+        story.start(10, "a");
+        story.task.completed_at = Some(at(20));
+        story.event(20, EventType::TaskCancelled, TaskStatus::Cancelled, None);
+        story.events.last_mut().unwrap().error_message =
+            Some("cancelled by the API; stopped by its handler".into());
+        assert!(story.verify(vec![], &Options::default()).passed(), "a running task may end cancelled");
+
+        let mut again = story.clone();
+        again.task.completed_at = None;
+        again.start(30, "b");
+        assert_eq!(broken(&again.verify(vec![], &Options::default())), [20]);
+
+        let mut retried = story.clone();
+        retried.task.completed_at = None;
+        retried.event(30, EventType::TaskRequeued, TaskStatus::Queued, None);
+        retried.events.last_mut().unwrap().error_message = Some("manual retry".into());
+        retried.start(40, "b");
+        assert!(retried.verify(vec![], &Options::default()).passed());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The checker's view of retries: invariants 4 (`retry_count` equals the retries
 //! scheduled and never exceeds `max_retries`; a `failed` task used its retries or hit a
-//! fatal error) and 9 (every retry delay lies within the backoff bounds, and no retry,
-//! nor snooze, starts early).
+//! fatal error), 9 (every retry delay lies within the backoff bounds, and no retry, nor
+//! snooze, starts early) and 19 (no snooze spent a retry).
 //!
 //! The history walk counts the retries it sees scheduled and hands each event to these
 //! checks. A manual retry, the one way out of `failed` or `cancelled`, gives the task
@@ -83,6 +83,27 @@ impl TaskCheck<'_> {
         }
     }
 
+    /// Invariant 19: a `task_snoozed` spends no retry (it records the retries scheduled
+    /// so far) and says when the task runs again (its start is then held to that, as a
+    /// retry's is, by invariant 9).
+    pub(super) fn snoozed(&mut self, event: &HistoryEvent, retries: i32) {
+        if event.retry_count != retries {
+            self.violation(
+                Invariant::SnoozeSpentNoRetry,
+                format!(
+                    "task_snoozed (event {}) records retry count {}, but {retries} retries were scheduled",
+                    event.id, event.retry_count
+                ),
+            );
+        }
+        if event.next_run_at.is_none() {
+            self.violation(
+                Invariant::SnoozeSpentNoRetry,
+                format!("task_snoozed (event {}) does not say when the task runs again", event.id),
+            );
+        }
+    }
+
     /// Invariant 4 for a `task_failed_final` after `cause`: with retries left, only a
     /// fatal handler error may fail the task.
     pub(super) fn failed_for_good(&mut self, event: &HistoryEvent, cause: &HistoryEvent) {
@@ -104,7 +125,8 @@ impl TaskCheck<'_> {
     pub(super) fn recorded_retries(&mut self, event: &HistoryEvent, retries: i32) {
         let kind = event.event_type;
         let expected = match kind {
-            EventType::TaskQueued | EventType::RetryScheduled => return,
+            // A snooze's count is invariant 19's (`snoozed`).
+            EventType::TaskQueued | EventType::RetryScheduled | EventType::TaskSnoozed => return,
             _ if is_failure(kind) && event.status == TaskStatus::Queued => retries + 1,
             _ => retries,
         };
@@ -180,5 +202,33 @@ mod tests {
 
         story.events[4].error_message = None;
         assert_eq!(broken(&story.verify(vec![story.run(2, "b", 41, Some(49))], &Options::default())), [8]);
+    }
+
+    #[test]
+    fn a_snooze_spends_no_retry_and_holds_the_next_start_to_its_end() {
+        let mut story = Story::new();
+        story.start(10, "a").event(20, EventType::TaskSnoozed, TaskStatus::Queued, Some(5_000));
+        story.task.snooze_count = 1;
+        story.start(5_000, "a").event(5_100, EventType::TaskSucceeded, TaskStatus::Succeeded, None);
+        story.task.completed_at = Some(at(5_100));
+        let report = story.verify(vec![story.run(2, "a", 5_001, Some(5_099))], &Options::default());
+        assert!(report.passed(), "{:#?}", report.violations);
+
+        // The same snooze counted as a retry (in its event and on the task).
+        let mut spent = story.clone();
+        spent.events[2].retry_count = 1;
+        spent.task.retry_count = 1;
+        assert!(
+            broken(&spent.verify(vec![spent.run(2, "a", 5_001, Some(5_099))], &Options::default()))
+                .contains(&19)
+        );
+
+        // The next attempt before the snooze ended.
+        let mut early = story.clone();
+        early.events[2].next_run_at = Some(at(60_000));
+        assert_eq!(
+            broken(&early.verify(vec![early.run(2, "a", 5_001, Some(5_099))], &Options::default())),
+            [9]
+        );
     }
 }
