@@ -60,8 +60,9 @@ impl Cancels {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+    /// The tasks whose attempts run here.
+    fn running(&self) -> Vec<Uuid> {
+        self.lock().keys().copied().collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (i32, CancellationToken)>> {
@@ -82,10 +83,11 @@ pub fn poll(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if cancels.is_empty() {
+            let running = cancels.running();
+            if running.is_empty() {
                 continue;
             }
-            match store.cancels_requested(&worker_id).await {
+            match store.cancels_requested(&worker_id, &running).await {
                 Ok(requested) => requested.into_iter().for_each(|attempt| cancels.cancel_attempt(attempt)),
                 Err(error) => {
                     tracing::debug!(error = %error, "could not look for cancel requests; trying again")

@@ -148,30 +148,21 @@ impl Executor {
         self.links.cancels.unregister(attempt);
         metrics::attempt_duration(&task, started.elapsed());
         if running.cancel.is_cancelled() {
-            match outcome {
+            let stopped = match &outcome {
                 // Work done is kept.
-                Waited::Finished(Ok(Ok(_))) => {}
-                Waited::Finished(_) => {
-                    self.cancel_stopped(task, "stopped by its handler".into(), "handler");
-                    self.links.dispatcher.do_send(ExecutorIdle { index: self.index });
-                    return;
+                Waited::Finished(Ok(Ok(_))) => None,
+                Waited::Finished(_) => Some(("stopped by its handler".to_owned(), "handler")),
+                Waited::GraceOver => {
+                    let grace = humantime::format_duration(self.graces.cancel);
+                    Some((format!("aborted after the {grace} grace"), "grace"))
                 }
-                Waited::GraceOver | Waited::TimedOut => {
-                    running.abort.abort();
-                    let (how, label) = match outcome {
-                        Waited::GraceOver => (
-                            format!(
-                                "aborted after the {} grace",
-                                humantime::format_duration(self.graces.cancel)
-                            ),
-                            "grace",
-                        ),
-                        _ => ("stopped at its timeout".to_owned(), "timeout"),
-                    };
-                    self.cancel_stopped(task, how, label);
-                    self.links.dispatcher.do_send(ExecutorIdle { index: self.index });
-                    return;
-                }
+                Waited::TimedOut => Some(("stopped at its timeout".to_owned(), "timeout")),
+            };
+            if let Some((how, label)) = stopped {
+                running.abort.abort();
+                self.cancel_stopped(task, how, label);
+                self.links.dispatcher.do_send(ExecutorIdle { index: self.index });
+                return;
             }
         }
         match outcome {

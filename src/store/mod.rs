@@ -198,9 +198,9 @@ pub trait Store: ScheduleStore + Send + Sync + 'static {
     /// [`CANCEL_CHANNEL`] in the same transaction; in-process on SQLite). Its outcome
     /// write then ends it `cancelled`.
     async fn cancel(&self, id: Uuid, reason: Option<&str>) -> Result<Transition>;
-    /// `worker_id`'s running attempts whose cancel was requested: the fallback of the
-    /// cancel's NOTIFY, polled by the worker.
-    async fn cancels_requested(&self, worker_id: &str) -> Result<Vec<AttemptRef>>;
+    /// Of `running` (the tasks `worker_id` runs), the attempts whose cancel was
+    /// requested: the fallback of the cancel's NOTIFY, polled by the worker.
+    async fn cancels_requested(&self, worker_id: &str, running: &[Uuid]) -> Result<Vec<AttemptRef>>;
     /// `failed` or `cancelled` → `queued`, with its retries restored.
     async fn retry(&self, id: Uuid) -> Result<Transition>;
 
@@ -440,10 +440,6 @@ fn latest_reports(reports: &[ProgressUpdate]) -> Vec<&ProgressUpdate> {
 /// through the lease index.
 const RUNNING_PROGRESS: &str =
     "SELECT id, attempt, progress FROM tasks WHERE status = 'running' AND progress IS NOT NULL";
-
-/// A worker's running attempts whose cancel was requested, on either backend.
-const CANCELS_REQUESTED: &str = "SELECT id AS task_id, attempt FROM tasks \
-     WHERE status = 'running' AND worker_id = $1 AND cancel_requested_at IS NOT NULL";
 
 /// Of running tasks' stored progress, the reports made by their current attempt.
 fn current_progress(rows: Vec<(Uuid, i32, sqlx::types::Json<Progress>)>) -> Vec<TaskProgress> {

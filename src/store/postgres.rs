@@ -455,8 +455,16 @@ impl Store for PgStore {
         Ok(super::current_progress(rows))
     }
 
-    async fn cancels_requested(&self, worker_id: &str) -> Result<Vec<AttemptRef>> {
-        Ok(sqlx::query_as(super::CANCELS_REQUESTED).bind(worker_id).fetch_all(&self.pool).await?)
+    async fn cancels_requested(&self, _worker_id: &str, running: &[Uuid]) -> Result<Vec<AttemptRef>> {
+        // By primary key: every worker asks every second, whatever the tasks running
+        // elsewhere.
+        Ok(sqlx::query_as(
+            "SELECT id AS task_id, attempt FROM tasks \
+             WHERE id = ANY($1) AND status = 'running' AND cancel_requested_at IS NOT NULL",
+        )
+        .bind(running)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn release(

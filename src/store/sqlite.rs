@@ -476,8 +476,15 @@ impl Store for SqliteStore {
         Ok(super::current_progress(rows))
     }
 
-    async fn cancels_requested(&self, worker_id: &str) -> Result<Vec<AttemptRef>> {
-        Ok(sqlx::query_as(super::CANCELS_REQUESTED).bind(worker_id).fetch_all(&self.pool).await?)
+    async fn cancels_requested(&self, worker_id: &str, _running: &[Uuid]) -> Result<Vec<AttemptRef>> {
+        // One node: its running tasks are few, and an id list has no one-statement form.
+        Ok(sqlx::query_as(
+            "SELECT id AS task_id, attempt FROM tasks \
+             WHERE status = 'running' AND worker_id = $1 AND cancel_requested_at IS NOT NULL",
+        )
+        .bind(worker_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn release(
