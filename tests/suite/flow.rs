@@ -10,7 +10,7 @@ use taskq::actors::Worker;
 use taskq::config::QueueSpec;
 use taskq::handlers::Registry;
 use taskq::store::flow::{HoldReason, RateLimit};
-use taskq::store::{Backend, NewTask, QueueChange, Store, TaskStatus, TypeChange};
+use taskq::store::{Backend, NewTask, QueueChange, TaskStatus, TypeChange};
 
 use crate::api::json_of;
 use crate::helpers::*;
