@@ -58,7 +58,7 @@ use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use crate::store::{self, ConnectOptions, Store};
-pub use report::{Figure, Report, Unit};
+pub use report::{Figure, Goal, Report, Unit};
 
 /// `taskq bench`: the benchmark suite (see `docs/benchmarks.md`).
 #[derive(Debug, Clone, clap::Args)]
