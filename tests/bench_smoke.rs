@@ -4,7 +4,7 @@
 //! that they can.
 
 use clap::Parser;
-use taskq::bench::{BenchArgs, Scenario};
+use taskq::bench::{BenchArgs, Report, Scenario};
 
 #[derive(Parser)]
 struct Cli {
@@ -16,25 +16,29 @@ fn pg_admin_url() -> String {
     std::env::var("TASKQ_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// `taskq bench ARGS` once, on the server of the tests, with this build as the taskq
+/// processes and without the peer.
+fn bench_once(args: &[&str]) -> Report {
+    let url = pg_admin_url();
+    let common = ["bench", "--database-url", &url, "--taskq-bin", env!("CARGO_BIN_EXE_taskq"), "--runs", "1"];
+    let cli = Cli::parse_from(common.iter().chain(args).chain(&["--no-peer"]));
+    actix_rt::System::new().block_on(taskq::bench::measure(cli.bench)).expect("the benchmark runs")
+}
+
 #[test]
 fn every_bench_scenario_runs_at_a_tiny_size_and_reports_its_figures() {
-    let url = pg_admin_url();
-    let bin = env!("CARGO_BIN_EXE_taskq");
     #[rustfmt::skip]
-    let cli = Cli::parse_from([
-        "bench", "--database-url", &url, "--taskq-bin", bin, "--runs", "1",
+    let report = bench_once(&[
         "--drain-tasks", "200", "--concurrency", "5", "--batch", "100",
         "--latency-tasks", "5", "--latency-interval", "5ms",
         "--enqueue-tasks", "20", "--enqueue-connections", "2", "--enqueue-batch-tasks", "200",
         "--http-connections", "2", "--http-duration", "1s",
         "--stats-tasks", "1000", "--stats-requests", "5", "--search-tasks", "2000", "--search-requests", "1",
         "--scale-workers", "1,2", "--scale-concurrency", "5", "--scale-tasks", "200",
+        "--ratelimit-tasks", "50", "--ratelimit-max", "50", "--ratelimit-workers", "2",
         "--schedules-idle", "2s", "--schedules-ticking", "2s", "--schedules-every-second", "5",
-        "--memory-concurrency", "5", "--memory-settle", "100ms", "--no-peer",
+        "--memory-concurrency", "5", "--memory-settle", "100ms",
     ]);
-
-    let report =
-        actix_rt::System::new().block_on(taskq::bench::measure(cli.bench)).expect("the benchmark runs");
 
     for scenario in Scenario::ALL {
         let figures: Vec<_> = report.figures.iter().filter(|f| f.scenario == scenario.name()).collect();
@@ -48,6 +52,26 @@ fn every_bench_scenario_runs_at_a_tiny_size_and_reports_its_figures() {
     assert!(with_baseline > 0, "the raw-SQL baselines ran");
     assert!(report.table().contains("drain"));
     serde_json::to_string(&report).expect("the report serialises");
+}
+
+/// The rate-limited drain alone, with its default four worker processes: a limit of
+/// 50/s and 100 tasks, two seconds of draining. Only that it reports is checked.
+#[test]
+fn the_rate_limited_drain_runs_four_worker_processes_and_reports_its_figures() {
+    #[rustfmt::skip]
+    let report = bench_once(&[
+        "ratelimit", "--no-baseline", "--ratelimit-tasks", "100", "--ratelimit-max", "50", "--ratelimit-per", "1s",
+    ]);
+    let names: Vec<&str> = report.figures.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for figure in &report.figures {
+        assert_eq!(figure.scenario, "ratelimit");
+        assert!(figure.name.contains("100 tasks, 50 per 1s, 4 processes"), "{}", figure.name);
+        assert_eq!(figure.runs.len(), 1, "{}: one value per run", figure.name);
+        assert!(figure.runs[0].is_finite(), "{} is not a number", figure.name);
+        assert!(figure.target.is_some(), "{} has the limit's promise as target", figure.name);
+    }
+    assert!(report.table().contains("ratelimit"));
 }
 
 #[test]

@@ -54,8 +54,8 @@ END $$;
 CREATE FUNCTION taskq_enqueue(p_type text, p_payload jsonb, p_options jsonb DEFAULT '{}')
 RETURNS uuid LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    known CONSTANT text[] := ARRAY['name', 'queue', 'priority', 'max_retries', 'timeout_seconds',
-        'backoff_seconds', 'run_at', 'delay_seconds', 'idempotency_key', 'concurrency_key'];
+    known CONSTANT text[] := ARRAY['name', 'queue', 'priority', 'max_retries', 'max_snoozes',
+        'timeout_seconds', 'backoff_seconds', 'run_at', 'delay_seconds', 'idempotency_key', 'concurrency_key'];
     unknown text;
     task_type text := lower(btrim(coalesce(p_type, '')));
     options jsonb := coalesce(p_options, '{}');
@@ -65,6 +65,7 @@ DECLARE
     task_name text;
     v_priority integer;
     v_max_retries integer;
+    v_max_snoozes integer;
     v_backoff_seconds integer;
     v_timeout_seconds integer;
     v_run_at timestamptz := now();
@@ -121,6 +122,7 @@ BEGIN
     v_concurrency_key := taskq_option_text(options, 'concurrency_key');
     v_priority := taskq_option_int(options, 'priority', -1000, 1000, 0);
     v_max_retries := taskq_option_int(options, 'max_retries', 0, 100, 3);
+    v_max_snoozes := taskq_option_int(options, 'max_snoozes', 0, 10000, 25);
     v_backoff_seconds := taskq_option_int(options, 'backoff_seconds', 0, 86400, 1);
     v_timeout_seconds := taskq_option_int(options, 'timeout_seconds', 1, 86400, 30);
 
@@ -137,10 +139,10 @@ BEGIN
     IF v_concurrency_key IS NOT NULL THEN
         UPDATE queues SET keyed = true WHERE name = queue_name AND NOT keyed;
     END IF;
-    INSERT INTO tasks (id, name, type, payload, priority, max_retries, backoff_seconds, timeout_seconds,
-                       run_at, idempotency_key, queue, concurrency_key)
-    VALUES (new_id, task_name, task_type, p_payload, v_priority, v_max_retries, v_backoff_seconds,
-            v_timeout_seconds, v_run_at, v_key, queue_name, v_concurrency_key)
+    INSERT INTO tasks (id, name, type, payload, priority, max_retries, max_snoozes, backoff_seconds,
+                       timeout_seconds, run_at, idempotency_key, queue, concurrency_key)
+    VALUES (new_id, task_name, task_type, p_payload, v_priority, v_max_retries, v_max_snoozes,
+            v_backoff_seconds, v_timeout_seconds, v_run_at, v_key, queue_name, v_concurrency_key)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
     IF NOT FOUND THEN
         -- A concurrent transaction committed the same key first.

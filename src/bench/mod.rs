@@ -18,6 +18,7 @@
 //! | `search` | the requests of every dashboard view and filter, with a million tasks in the table | [`search`] |
 //! | `scale` | drain with 1, 2 and 4 worker processes | [`drain`] |
 //! | `queues` | drain spread over four queues, one under a global limit | [`queues`] |
+//! | `ratelimit` | a backlog drained by four worker processes under a rate limit of 100/s | [`ratelimit`] |
 //! | `schedules` | a scheduler leading 1,000 schedules: statements/s with none due, tick lag | [`schedules`] |
 //! | `memory` | resident memory of a worker process with 100 idle executors | [`drain`] |
 //!
@@ -28,7 +29,7 @@
 //! ([`peer`], graphile-worker) in `drain`, `latency` and `enqueue`, where it is
 //! installed: its figures and taskq's ratio to them fill the report's peer columns.
 //!
-//! Processes: `http`, `stats`, `scale` and `memory` start the `taskq` binary itself
+//! Processes: `http`, `stats`, `scale`, `ratelimit` and `memory` start the `taskq` binary itself
 //! (`--taskq-bin`, by default this executable) as server or worker processes, so the
 //! load generator and the measured process do not share a runtime.
 
@@ -40,6 +41,7 @@ mod latency;
 mod peer;
 mod process;
 mod queues;
+mod ratelimit;
 mod report;
 mod schedules;
 mod search;
@@ -58,13 +60,13 @@ use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use crate::store::{self, ConnectOptions, Store};
-pub use report::{Figure, Report, Unit};
+pub use report::{Figure, Goal, Report, Unit};
 
 /// `taskq bench`: the benchmark suite (see `docs/benchmarks.md`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Scenarios to run, in this order: drain, latency, enqueue, http, stats, search,
-    /// scale, queues, schedules, memory (default: all).
+    /// scale, queues, ratelimit, schedules, memory (default: all).
     #[arg(value_name = "SCENARIO")]
     pub scenarios: Vec<Scenario>,
     /// A PostgreSQL URL whose role may create databases; the benchmark runs in a
@@ -155,6 +157,22 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20_000)]
     pub scale_tasks: u32,
 
+    /// ratelimit: tasks enqueued before the worker processes start.
+    #[arg(long, default_value_t = 2_000)]
+    pub ratelimit_tasks: u32,
+    /// ratelimit: the queue's rate limit, starts per --ratelimit-per.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ratelimit_max: u32,
+    /// ratelimit: the window of the rate limit (1ms to 1 day).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub ratelimit_per: Duration,
+    /// ratelimit: worker processes draining the limited queue.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ratelimit_workers: u32,
+    /// ratelimit: executors per worker process.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub ratelimit_concurrency: u32,
+
     /// schedules: how long the leader idles over schedules none of which is due.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub schedules_idle: Duration,
@@ -185,12 +203,13 @@ pub enum Scenario {
     Search,
     Scale,
     Queues,
+    Ratelimit,
     Schedules,
     Memory,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Self::Drain,
         Self::Latency,
         Self::Enqueue,
@@ -199,6 +218,7 @@ impl Scenario {
         Self::Search,
         Self::Scale,
         Self::Queues,
+        Self::Ratelimit,
         Self::Schedules,
         Self::Memory,
     ];
@@ -213,6 +233,7 @@ impl Scenario {
             Self::Search => "search",
             Self::Scale => "scale",
             Self::Queues => "queues",
+            Self::Ratelimit => "ratelimit",
             Self::Schedules => "schedules",
             Self::Memory => "memory",
         }
@@ -318,6 +339,7 @@ async fn run_scenarios(bench: &mut Bench, scenarios: &[Scenario]) -> anyhow::Res
             Scenario::Search => search::search(bench).await,
             Scenario::Scale => drain::scale(bench).await,
             Scenario::Queues => queues::queues(bench).await,
+            Scenario::Ratelimit => ratelimit::ratelimit(bench).await,
             Scenario::Schedules => schedules::schedules(bench).await,
             Scenario::Memory => drain::memory(bench).await,
         };

@@ -22,6 +22,8 @@ pub enum Unit {
     Millis,
     /// Megabytes (10^6 bytes) of memory: lower is better.
     Megabytes,
+    /// Seconds: lower is better.
+    Seconds,
 }
 
 impl Unit {
@@ -34,6 +36,7 @@ impl Unit {
             Self::PerSecond => "/s",
             Self::Millis => " ms",
             Self::Megabytes => " MB",
+            Self::Seconds => " s",
         }
     }
 
@@ -46,6 +49,57 @@ impl Unit {
             Self::Millis if value < 10.0 => format!("{value:.2}"),
             Self::Millis => format!("{value:.1}"),
             Self::Megabytes => format!("{value:.1}"),
+            Self::Seconds => format!("{value:.2}"),
+        }
+    }
+}
+
+/// How a figure's median is held to its target.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Goal {
+    /// On the unit's better side: at least the target for rates, at most for times
+    /// and sizes.
+    #[default]
+    Better,
+    /// At least the target, whatever the unit: a spacing that must not shrink.
+    AtLeast,
+    /// Within this fraction of the target on either side: a rate limit, which must
+    /// hold a pace, neither faster nor slower.
+    Within(f64),
+}
+
+impl Goal {
+    /// Whether the median must be at least the target (for [`Goal::Within`], unused).
+    fn at_least(self, unit: Unit) -> bool {
+        match self {
+            Self::Better => unit.higher_is_better(),
+            Self::AtLeast => true,
+            Self::Within(_) => false,
+        }
+    }
+
+    /// `at_least`, `at_most` or `within`, for the JSON.
+    fn name(self, unit: Unit) -> &'static str {
+        match self {
+            Self::Within(_) => "within",
+            _ if self.at_least(unit) => "at_least",
+            _ => "at_most",
+        }
+    }
+
+    fn met(self, unit: Unit, target: f64, median: f64) -> bool {
+        match self {
+            Self::Within(tolerance) => (median - target).abs() <= tolerance * target.abs(),
+            _ if self.at_least(unit) => median >= target,
+            _ => median <= target,
+        }
+    }
+
+    fn format(self, unit: Unit, target: f64) -> String {
+        match self {
+            Self::Within(tolerance) => format!("{} ± {:.0}%", unit.format(target), tolerance * 100.0),
+            _ if self.at_least(unit) => format!("≥ {}", unit.format(target)),
+            _ => format!("≤ {}", unit.format(target)),
         }
     }
 }
@@ -59,6 +113,8 @@ pub struct Figure {
     pub unit: Unit,
     /// The target taskq sets itself for it, if any.
     pub target: Option<f64>,
+    /// How the median is held to the target.
+    pub goal: Goal,
     /// One value per run, in run order.
     pub runs: Vec<f64>,
     /// The same work done by raw SQL in the same runs.
@@ -116,16 +172,14 @@ impl Figure {
     }
 
     pub fn target_met(&self) -> Option<bool> {
-        let target = self.target?;
-        let median = self.median();
-        Some(if self.unit.higher_is_better() { median >= target } else { median <= target })
+        Some(self.goal.met(self.unit, self.target?, self.median()))
     }
 }
 
 impl Serialize for Figure {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let runs = sorted(self.runs.clone());
-        let mut s = serializer.serialize_struct("Figure", 13)?;
+        let mut s = serializer.serialize_struct("Figure", 15)?;
         s.serialize_field("scenario", self.scenario)?;
         s.serialize_field("name", &self.name)?;
         s.serialize_field("unit", &self.unit)?;
@@ -138,6 +192,12 @@ impl Serialize for Figure {
         s.serialize_field("peer", &self.peer.as_ref().map(Beside::to_json))?;
         s.serialize_field("ratio_to_peer", &self.peer_ratio())?;
         s.serialize_field("target", &self.target)?;
+        s.serialize_field("goal", &self.target.map(|_| self.goal.name(self.unit)))?;
+        let tolerance = match self.goal {
+            Goal::Within(tolerance) => Some(tolerance),
+            _ => None,
+        };
+        s.serialize_field("tolerance", &tolerance)?;
         s.serialize_field("target_met", &self.target_met())?;
         s.end()
     }
@@ -222,6 +282,7 @@ impl Report {
                     name: name.to_owned(),
                     unit,
                     target,
+                    goal: Goal::default(),
                     runs: Vec::new(),
                     raw_sql: None,
                     peer: None,
@@ -270,9 +331,7 @@ impl Report {
                 figure.ratio().map_or("-".into(), |ratio| format!("{ratio:.2}")),
                 figure.peer_median().map_or("-".into(), |peer| unit.format(peer)),
                 figure.peer_ratio().map_or("-".into(), |ratio| format!("{ratio:.2}")),
-                figure.target.map_or("-".into(), |t| {
-                    format!("{}{}", if unit.higher_is_better() { "≥ " } else { "≤ " }, unit.format(t))
-                }),
+                figure.target.map_or("-".into(), |t| figure.goal.format(unit, t)),
                 match figure.target_met() {
                     Some(true) => "yes".into(),
                     Some(false) => "no".into(),
@@ -395,6 +454,26 @@ mod tests {
         assert_eq!(report.figures[0].ratio(), None, "no raw SQL beside it");
         let table = report.table();
         assert!(table.contains("1.30") && table.contains("peer for drain / tasks/s: peer"), "{table}");
+    }
+
+    #[test]
+    fn a_goal_can_ask_for_at_least_a_time_or_a_band_around_the_target() {
+        let mut report = Report::default();
+        report.taskq("ratelimit", "gap", Unit::Millis, Some(10.0), 10.0);
+        report.figures[0].goal = Goal::AtLeast;
+        report.taskq("ratelimit", "drain", Unit::Seconds, Some(20.0), 22.5);
+        report.figures[1].goal = Goal::Within(0.1);
+        report.taskq("ratelimit", "fast drain", Unit::Seconds, Some(20.0), 17.0);
+        report.figures[2].goal = Goal::Within(0.1);
+        let met: Vec<_> = report.figures.iter().map(Figure::target_met).collect();
+        assert_eq!(met, [Some(true), Some(false), Some(false)], "too fast misses a band as too slow does");
+        let table = report.table();
+        assert!(table.contains("≥ 10.0") && table.contains("20.00 ± 10%"), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["figures"][0]["goal"], "at_least");
+        assert!(json["figures"][0]["tolerance"].is_null());
+        assert_eq!(json["figures"][1]["goal"], "within");
+        assert_eq!(json["figures"][1]["tolerance"], 0.1);
     }
 
     #[test]

@@ -50,7 +50,7 @@ async fn a_task_enqueued_in_a_transaction_exists_if_and_only_if_it_commits() {
     let mut tx = conn.begin().await.unwrap();
     sqlx::query("INSERT INTO orders VALUES (2)").execute(&mut *tx).await.unwrap();
     let options = json!({"queue": "orders", "name": "confirm order 2", "priority": 5, "max_retries": 1,
-                         "timeout_seconds": 60, "concurrency_key": "customer-7"});
+                         "max_snoozes": 3, "timeout_seconds": 60, "concurrency_key": "customer-7"});
     let id = enqueue(&mut tx, "NoOp", json!({"order": 2}), options).await.unwrap();
     tx.commit().await.unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(2), listener.recv()).await.unwrap().unwrap();
@@ -61,7 +61,7 @@ async fn a_task_enqueued_in_a_transaction_exists_if_and_only_if_it_commits() {
         (task.task_type.as_str(), task.name.as_str(), task.queue.as_str()),
         ("noop", "confirm order 2", "orders")
     );
-    assert_eq!((task.priority, task.max_retries, task.timeout_seconds), (5, 1, 60));
+    assert_eq!((task.priority, task.max_retries, task.max_snoozes, task.timeout_seconds), (5, 1, 3, 60));
     assert_eq!(task.concurrency_key.as_deref(), Some("customer-7"));
     assert_eq!(event_types(&store.history(id).await.unwrap()), ["task_queued"]);
     assert_eq!(id.get_version_num(), 7, "a time-ordered id, as the API makes");

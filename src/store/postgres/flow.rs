@@ -63,7 +63,7 @@ impl PgStore {
             .bind(queue)
             .execute(&mut *tx)
             .await?;
-        let Some(settings): Option<QueueFlowRow> = sqlx::query_as(
+        let Some(mut settings): Option<QueueFlowRow> = sqlx::query_as(
             "SELECT paused, max_running, rate_max, rate_per_ms, rate_tat, max_per_key, keyed, \
              clock_timestamp() AS now FROM queues WHERE name = $1",
         )
@@ -82,6 +82,10 @@ impl PgStore {
             return Ok(None);
         }
         let running = sqlx::query_as(RUNNING_BY_KEY).bind(queue).fetch_all(&mut *tx).await?;
+        // The claim's time is read after the running tasks were counted: every attempt
+        // the count saw end had ended before it, so no recorded start of this claim
+        // precedes the end of an attempt it did not count.
+        settings.now = sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(&mut *tx).await?;
         let now = settings.now;
         let state = FlowState::read(&settings, types, running, limit);
         let mut look = first_look(state.free);
