@@ -83,9 +83,11 @@ run() (
     echo "== schemathesis against $base ($label)"
     # Checks that cannot apply to some operations are excluded in api-check.toml,
     # by name and with the reason; the run without API_TOKEN excludes one more.
+    # POST /api/tasks/import takes NDJSON, which schemathesis cannot generate ("no
+    # supported serializers"): tests/suite/import.rs checks its answers instead.
     (cd "$dir" && "$VENV/bin/schemathesis" --config-file "$ROOT/scripts/api-check.toml" \
         run "$base/api/openapi.json" --url "$base" \
-        "${EXTRA[@]}" \
+        "${EXTRA[@]}" --exclude-path /api/tasks/import \
         --max-examples "$EXAMPLES" "${DATA[@]}" \
         --workers 1 --request-timeout 30 \
         --no-color) || { echo "api-check.sh: mismatches ($label); the server's log:" >&2; \

@@ -6,8 +6,8 @@
 //! statement and one commit, so an import of a million tasks holds a chunk in memory,
 //! not the file. By default a bad line is answered in the report (its number and the
 //! error) and the good lines around it are stored; `?atomic=true` stores nothing unless
-//! every line is good, and then stores all of them in one transaction (at most
-//! [`ATOMIC_LINES`] lines, which it must hold in memory).
+//! every line is good (422 with the report otherwise), and then stores all of them in
+//! one transaction (at most [`ATOMIC_LINES`] lines, which it must hold in memory).
 
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
@@ -72,7 +72,10 @@ impl ImportReport {
     request_body(content = String, content_type = "application/x-ndjson",
                  description = "One JSON task per line, as the body of POST /api/tasks"),
     responses((status = 200, description = "Every good line stored; bad ones listed", body = ImportReport),
-              (status = 400, description = "An atomic import with a bad line: nothing stored", body = ImportReport),
+              (status = 400, description = "A malformed query or an unreadable body", body = super::tasks::ErrorBody),
+              (status = 413, description = "A line over 2 MiB, or an atomic import over 100,000 lines", body = super::tasks::ErrorBody),
+              (status = 415, description = "The body is not NDJSON", body = super::tasks::ErrorBody),
+              (status = 422, description = "An atomic import with a bad line: nothing stored", body = ImportReport),
               (status = 503, description = "Database unavailable: the chunks before it are stored", body = super::tasks::ErrorBody)))]
 pub(super) async fn import(
     state: web::Data<AppState>,
@@ -86,7 +89,7 @@ pub(super) async fn import(
         essence,
         "application/x-ndjson" | "application/jsonl" | "application/json-seq" | "text/plain"
     ) {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/x-ndjson (one JSON task per line), got {content_type:?}"
         )));
     }
@@ -164,7 +167,7 @@ impl Import<'_> {
 
     async fn finish(mut self) -> Result<HttpResponse, ApiError> {
         if self.atomic && self.report.failed > 0 {
-            return Ok(HttpResponse::BadRequest().json(self.report));
+            return Ok(HttpResponse::UnprocessableEntity().json(self.report));
         }
         self.insert().await?;
         Ok(HttpResponse::Ok().json(self.report))

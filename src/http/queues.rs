@@ -73,6 +73,15 @@ pub struct UpdateType {
     pub max_per_key: Option<Option<i64>>,
 }
 
+/// A request body read into `T` only if it is a JSON object: serde would read a struct
+/// from an array of its fields, in order, too.
+fn object<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::BadRequest("invalid JSON body: expected a JSON object".into()));
+    }
+    serde_json::from_value(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
 /// Tells a field given as `null` (`Some(None)`) from a field left out (`None`).
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
@@ -145,10 +154,10 @@ pub(super) async fn get(
 pub(super) async fn update(
     state: web::Data<AppState>,
     name: web::Path<String>,
-    body: web::Json<UpdateQueue>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     let name = queue_name(&name)?;
-    let body = body.into_inner();
+    let body: UpdateQueue = object(body.into_inner())?;
     let change = QueueChange {
         paused: None,
         max_running: count_limit("max_running", body.max_running)?,
@@ -172,13 +181,13 @@ pub(super) async fn update(
 pub(super) async fn update_type(
     state: web::Data<AppState>,
     name: web::Path<String>,
-    body: web::Json<UpdateType>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.trim().to_lowercase();
     if name.is_empty() || name.chars().count() > 255 {
         return Err(ApiError::BadRequest("the task type must be 1 to 255 characters".into()));
     }
-    let body = body.into_inner();
+    let body: UpdateType = object(body.into_inner())?;
     let change = TypeChange {
         rate_limit: body.rate_limit,
         max_per_key: count_limit("max_per_key", body.max_per_key)?,

@@ -74,7 +74,7 @@ async fn an_atomic_import_stores_all_lines_or_none(#[case] backend: Backend) {
     let mut bad = lines(1_200, "atomic");
     bad.push(json!({"name": "x", "type": "noop", "priority": 5000}).to_string());
     let (status, report) = import(&app, "?atomic=true", "application/x-ndjson", bad.join("\n")).await;
-    assert_eq!(status, 400, "{report}");
+    assert_eq!(status, 422, "{report}");
     assert_eq!((report["created"].clone(), report["failed"].clone()), (json!(0), json!(1)));
     assert!(report["errors"][0]["error"].as_str().unwrap().contains("priority"), "{report}");
     assert_eq!(stored(&app).await, 0, "nothing stored");
@@ -85,7 +85,7 @@ async fn an_atomic_import_stores_all_lines_or_none(#[case] backend: Backend) {
     assert_eq!(stored(&app).await, 1_200);
 
     let (status, error) = import(&app, "", "application/json", lines(1, "x").join("\n")).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 415);
     assert!(error["error"].as_str().unwrap().contains("application/x-ndjson"), "{error}");
     let (status, error) =
         import(&app, "?atomic=maybe", "application/x-ndjson", lines(1, "x").join("\n")).await;
