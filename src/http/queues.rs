@@ -183,10 +183,11 @@ pub(super) async fn update_type(
     name: web::Path<String>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = name.trim().to_lowercase();
-    if name.is_empty() || name.chars().count() > 255 {
-        return Err(ApiError::BadRequest("the task type must be 1 to 255 characters".into()));
-    }
+    // Checked as a task's `type` is: 1 to 255 characters, not all whitespace, no NUL.
+    let name = super::validate::text("type", Some(name.into_inner()), true)?
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
     let body: UpdateType = object(body.into_inner())?;
     let change = TypeChange {
         rate_limit: body.rate_limit,

@@ -197,7 +197,7 @@ fn in_range(field: &str, value: Option<i64>, (low, high): (i64, i64), default: i
     }
 }
 
-fn text(field: &str, value: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
+pub(super) fn text(field: &str, value: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
     match value {
         None if required => Err(ApiError::BadRequest(format!("{field} is required"))),
         None => Ok(None),

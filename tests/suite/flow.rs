@@ -246,6 +246,7 @@ async fn flow_settings_are_managed_through_the_api_and_bad_ones_are_named(#[case
         ("/api/task-types/send_email", json!({"max_per_key": 2.5}), "whole number"),
         ("/api/task-types/send_email", json!({"rate": 1}), "unknown field"),
         ("/api/queues/emails", json!([null, null]), "expected a JSON object"),
+        ("/api/task-types/%00", json!({"max_per_key": 2}), "type must not contain NUL"),
         ("/api/task-types/send_email", json!([null, null]), "expected a JSON object"),
     ] {
         let (status, error) = json_of(patch(path, body.clone()).await.unwrap()).await;
