@@ -1,3 +1,4 @@
+DROP FUNCTION taskq_cancel_note(text, text, text);
 -- The view and the event type go back to what 20261202000001_lean_runs made them. A
 -- snooze becomes the release it is closest to (back to the queue, no retry spent).
 DROP VIEW task_events;

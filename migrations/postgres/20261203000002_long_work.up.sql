@@ -70,3 +70,11 @@ CREATE OR REPLACE VIEW task_events AS
         (t.completed_event_id, 'task_succeeded', 'succeeded', t.completed_at)
     ) AS e (id, event_type, status, created_at)
     WHERE t.status = 'succeeded' AND t.completed_event_id IS NOT NULL AND e.id IS NOT NULL;
+
+-- The note of a `task_cancelled` event, as `store::cancel_note` writes it: who cancelled
+-- the task, why if they said, and how its running attempt stopped.
+CREATE FUNCTION taskq_cancel_note(p_by text, p_reason text, p_stopped text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT 'cancelled by ' || p_by || coalesce(' (reason: ' || p_reason || ')', '')
+           || coalesce('; ' || p_stopped, '')
+$$;

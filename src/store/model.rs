@@ -430,7 +430,7 @@ pub const CANCELLED_BY_BULK: &str = "a bulk action";
 
 /// The note of a `task_cancelled` event: who cancelled the task, why if they said, and
 /// how its running attempt stopped (`None`: it was queued). PostgreSQL's statements
-/// write the same words in SQL.
+/// write the same words with `taskq_cancel_note` (migrations/postgres).
 pub fn cancel_note(by: &str, reason: Option<&str>, stopped: Option<&str>) -> String {
     let mut note = format!("cancelled by {by}");
     if let Some(reason) = reason {

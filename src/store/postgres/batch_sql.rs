@@ -122,8 +122,7 @@ pub(super) const APPLY_FAILURES: &str = r#"
                   WHEN u.event = 'task_cancelled' THEN 'task_failed'
                   ELSE u.event END::task_event,
              CASE WHEN u.status = 'cancelled'
-                  THEN 'cancelled by ' || $8 || coalesce(' (reason: ' || u.cancel_reason || ')', '')
-                       || '; ' || u.stopped
+                  THEN taskq_cancel_note($8, u.cancel_reason, u.stopped)
                   ELSE u.error END,
              CASE WHEN u.snoozed THEN u.run_at END, u.started_event_id, u.started_at, u.progress_at),
             (2, CASE WHEN u.status = 'failed' THEN 'task_failed_final'
@@ -167,8 +166,7 @@ pub(super) const RELEASE: &str = r#"
                CASE WHEN status = 'cancelled' THEN 'task_cancelled' ELSE 'task_requeued' END::task_event,
                status, retry_count, worker_id,
                CASE WHEN status = 'cancelled'
-                    THEN 'cancelled by ' || $5 || coalesce(' (reason: ' || cancel_reason || ')', '')
-                         || '; ' || $6
+                    THEN taskq_cancel_note($5, cancel_reason, $6)
                     ELSE $4 END,
                started_event_id, started_at, progress_at
         FROM updated
